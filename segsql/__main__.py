@@ -1,0 +1,3 @@
+from segsql.cli import main
+
+main()

@@ -1,0 +1,509 @@
+"""Stage 1, load: `segsql.yml` + `segments/**/*.yml` + `macros/*.sql` -> a raw `Project`.
+
+Every key is checked against the tables of allowed keys below (unknown keys suggest the closest
+known one), names must be unique project-wide, and every error carries file:line:col. All errors of
+the project are collected and raised together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlglot
+
+from segsql.errors import ErrorCollector, Location, SpecError, did_you_mean
+from segsql.model import (
+    ENGINES,
+    SEGMENT_KINDS,
+    EntityDef,
+    Expr,
+    FeatureDef,
+    FeatureSource,
+    Materialize,
+    Project,
+    ProjectConfig,
+    Ref,
+    SegmentDef,
+    TableDef,
+    TargetConfig,
+    Window,
+    WindowUnit,
+)
+from segsql.yamlio import YMap, YNode, YScalar, YSeq, load_yaml
+
+PROJECT_FILE = "segsql.yml"
+DEFINITION_DIRS = ("segments",)
+MACRO_DIR = "macros"
+NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+WINDOW_PATTERN = re.compile(r"^\s*(\d+)\s*(day|week|month|year)s?\s*$", re.IGNORECASE)
+
+# The allowed keys of each kind of mapping: the single source of truth for validation.
+PROJECT_KEYS = {"name", "dialect", "vars", "seeds", "targets", "default_target", "version"}
+TARGET_KEYS = {"engine", "path", "schema", "dsn_env", "project", "dataset"}
+FILE_KEYS = {"tables", "entities", "segments", "kpis"}
+TABLE_KEYS = {"name", "table", "description", "columns"}
+ENTITY_KEYS = {"name", "table", "key", "columns", "features", "description", "materialize"}
+FEATURE_KEYS = {"name", "expr", "from", "window", "default", "description"}
+SOURCE_KEYS = {"table", "key", "time", "where"}
+SEGMENT_KEYS = {
+    "name", "entity", "kind", "description", "where", "parent", "union", "intersect",
+    "exclude", "owner", "tags", "materialize",
+}  # fmt: skip
+
+T = TypeVar("T")
+
+
+class MapReader:
+    """Typed access to one YAML mapping; reports wrong types and unknown keys to the collector."""
+
+    def __init__(self, node: YNode, what: str, allowed: set[str], errors: ErrorCollector):
+        self.what = what
+        self.errors = errors
+        self.loc = node.loc
+        self.items: dict[str, YNode] = {}
+        if not isinstance(node, YMap):
+            errors.add(f"{what} must be a mapping, got a {node.kind}", node.loc)
+            return
+        self.items = node.items
+        for key, key_loc in node.key_locs.items():
+            if key not in allowed:
+                hint = did_you_mean(key, allowed) or "allowed keys: " + ", ".join(sorted(allowed))
+                errors.add(f"unknown key '{key}' in {what}", key_loc, hint)
+
+    def has(self, key: str) -> bool:
+        return key in self.items
+
+    def scalar(self, key: str, required: bool = False) -> YScalar | None:
+        node = self.items.get(key)
+        if node is None:
+            if required:
+                self.errors.add(f"{self.what} is missing required key '{key}'", self.loc)
+            return None
+        if not isinstance(node, YScalar):
+            self.errors.add(
+                f"'{key}' in {self.what} must be a single value, got a {node.kind}", node.loc
+            )
+            return None
+        return node
+
+    def string(self, key: str, required: bool = False) -> str | None:
+        node = self.scalar(key, required)
+        if node is None or node.value is None:
+            return None
+        if isinstance(node.value, bool | dict | list):
+            self.errors.add(f"'{key}' in {self.what} must be text, got {node.kind}", node.loc)
+            return None
+        return str(node.value)
+
+    def name(self, key: str = "name") -> str | None:
+        node = self.scalar(key, required=True)
+        if node is None:
+            return None
+        value = str(node.value)
+        if not NAME_PATTERN.match(value):
+            self.errors.add(
+                f"invalid name '{value}'",
+                node.loc,
+                "names start with a letter and contain only letters, digits and '_'",
+            )
+            return None
+        return value
+
+    def expr(self, key: str, required: bool = False) -> Expr | None:
+        node = self.scalar(key, required)
+        if node is None:
+            return None
+        return _expr_of(node)
+
+    def exprs(self, key: str) -> tuple[Expr, ...]:
+        """A single expression or a list of them."""
+        return self._one_or_many(key, lambda n: _expr_of(n))
+
+    def refs(self, key: str) -> tuple[Ref, ...]:
+        return self._one_or_many(key, lambda n: Ref(str(n.value), n.loc))
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        return self._one_or_many(key, lambda n: str(n.value))
+
+    def choice(self, key: str, options: tuple[str, ...], default: str | None) -> str | None:
+        value = self.string(key)
+        if value is None:
+            return default
+        if value not in options:
+            hint = did_you_mean(value, options) or "one of: " + ", ".join(options)
+            self.errors.add(
+                f"'{key}' must be one of {len(options)} values, got '{value}'",
+                self.items[key].loc,
+                hint,
+            )
+            return default
+        return value
+
+    def mapping(self, key: str) -> YMap | None:
+        node = self.items.get(key)
+        if node is None or (isinstance(node, YScalar) and node.value is None):
+            return None
+        if not isinstance(node, YMap):
+            self.errors.add(
+                f"'{key}' in {self.what} must be a mapping, got a {node.kind}", node.loc
+            )
+            return None
+        return node
+
+    def sequence(self, key: str) -> list[YNode]:
+        node = self.items.get(key)
+        if node is None or (isinstance(node, YScalar) and node.value is None):
+            return []
+        if not isinstance(node, YSeq):
+            self.errors.add(f"'{key}' in {self.what} must be a list, got a {node.kind}", node.loc)
+            return []
+        return node.items
+
+    def _one_or_many(self, key: str, convert: Callable[[YScalar], T]) -> tuple[T, ...]:
+        node = self.items.get(key)
+        if node is None:
+            return ()
+        nodes = node.items if isinstance(node, YSeq) else [node]
+        out: list[T] = []
+        for item in nodes:
+            if not isinstance(item, YScalar) or item.value is None or isinstance(item.value, bool):
+                self.errors.add(
+                    f"'{key}' in {self.what} must hold text values, got a {item.kind}", item.loc
+                )
+                continue
+            out.append(convert(item))
+        return tuple(out)
+
+
+def _expr_of(node: YScalar) -> Expr:
+    text = node.value if isinstance(node.value, str) else json.dumps(node.value, default=str)
+    return Expr(text, node.content_loc or node.loc)
+
+
+def plain(node: YNode) -> Any:
+    """The node as plain Python data (for hashing and for the manifest)."""
+    if isinstance(node, YMap):
+        return {key: plain(value) for key, value in node.items.items()}
+    if isinstance(node, YSeq):
+        return [plain(item) for item in node.items]
+    value = node.value if isinstance(node, YScalar) else None
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def definition_hash(node: YNode) -> str:
+    canonical = json.dumps(plain(node), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# segsql.yml
+
+
+def find_project_root(start: Path) -> Path:
+    """The nearest folder at or above `start` holding segsql.yml (as git finds .git)."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / PROJECT_FILE).is_file():
+            return folder
+    raise SpecError(
+        f"no {PROJECT_FILE} found in {start} or any parent folder",
+        hint="run inside a segsql project, pass --project-dir, or create one with `segsql init`",
+    )
+
+
+def load_config(root: Path, errors: ErrorCollector) -> ProjectConfig:
+    path = root / PROJECT_FILE
+    node = load_yaml(path)
+    if node is None:
+        raise SpecError(f"{PROJECT_FILE} is empty", Location(path), "it needs at least `name:`")
+    reader = MapReader(node, PROJECT_FILE, PROJECT_KEYS, errors)
+    dialect = reader.string("dialect") or "duckdb"
+    _check_dialect(dialect, reader, errors)
+    targets = _read_targets(reader, errors)
+    default_target = reader.string("default_target") or next(iter(targets))
+    if default_target not in targets:
+        errors.add(
+            f"default_target '{default_target}' is not a target",
+            reader.items["default_target"].loc,
+            did_you_mean(default_target, targets) or "targets: " + ", ".join(targets),
+        )
+    seeds = reader.string("seeds")
+    var_node = reader.mapping("vars")
+    variables = plain(var_node) if var_node else {}
+    return ProjectConfig(
+        root=root,
+        name=reader.string("name", required=True) or root.name,
+        dialect=dialect,
+        vars=variables,
+        seeds=root / seeds if seeds else None,
+        targets=targets,
+        default_target=default_target,
+        loc=node.loc,
+    )
+
+
+def _check_dialect(dialect: str, reader: MapReader, errors: ErrorCollector) -> None:
+    try:
+        sqlglot.Dialect.get_or_raise(dialect)
+    except ValueError:
+        errors.add(
+            f"unknown SQL dialect '{dialect}'",
+            reader.items["dialect"].loc,
+            "e.g. duckdb, postgres, bigquery, snowflake",
+        )
+
+
+def _read_targets(reader: MapReader, errors: ErrorCollector) -> dict[str, TargetConfig]:
+    node = reader.mapping("targets")
+    if node is None:
+        return {
+            "local": TargetConfig(
+                "local", "duckdb", path=f"{reader.string('name') or 'segsql'}.duckdb"
+            )
+        }
+    targets = {}
+    for name, target_node in node.items.items():
+        target = MapReader(target_node, f"target '{name}'", TARGET_KEYS, errors)
+        engine = target.choice("engine", ENGINES, None)
+        if engine is None and not target.has("engine"):
+            errors.add(
+                f"target '{name}' is missing required key 'engine'",
+                target_node.loc,
+                "one of: " + ", ".join(ENGINES),
+            )
+        targets[name] = TargetConfig(
+            name=name,
+            engine=engine or "duckdb",
+            path=target.string("path"),
+            schema=target.string("schema"),
+            dsn_env=target.string("dsn_env"),
+            project=target.string("project"),
+            dataset=target.string("dataset"),
+            loc=target_node.loc,
+        )
+    return targets
+
+
+# ---------------------------------------------------------------------------------------------
+# definition files
+
+
+def load_project(root: Path) -> Project:
+    """Load and shape-check the whole project; raises SpecErrors listing every problem found."""
+    errors = ErrorCollector()
+    config = load_config(root, errors)
+    tables: dict[str, TableDef] = {}
+    entities: dict[str, EntityDef] = {}
+    segments: dict[str, SegmentDef] = {}
+    seen: dict[str, Location] = {}
+    for path in definition_files(root):
+        try:
+            node = load_yaml(path)
+        except SpecError as exc:
+            errors.extend([exc])
+            continue
+        if node is None:
+            continue
+        file_reader = MapReader(node, f"definition file {path.name}", FILE_KEYS, errors)
+        for item in file_reader.sequence("tables"):
+            _register(read_table(item, errors), tables, seen, errors, "table")
+        for item in file_reader.sequence("entities"):
+            _register(read_entity(item, errors), entities, seen, errors, "entity")
+        for item in file_reader.sequence("segments"):
+            _register(read_segment(item, errors), segments, seen, errors, "segment")
+    errors.raise_if_any()
+    return Project(
+        config=config,
+        tables=dict(sorted(tables.items())),
+        entities=dict(sorted(entities.items())),
+        segments=dict(sorted(segments.items())),
+        macro_files=tuple(sorted((root / MACRO_DIR).glob("**/*.sql"))),
+    )
+
+
+def definition_files(root: Path) -> list[Path]:
+    files: list[Path] = []
+    for folder in DEFINITION_DIRS:
+        for pattern in ("**/*.yml", "**/*.yaml"):
+            files.extend((root / folder).glob(pattern))
+    return sorted(files)
+
+
+class _Named:
+    name: str
+    loc: Location
+
+
+def _register(
+    item: Any,
+    registry: dict[str, Any],
+    seen: dict[str, Location],
+    errors: ErrorCollector,
+    what: str,
+) -> None:
+    """Add a definition, refusing a name already used by any table, entity or segment."""
+    if item is None:
+        return
+    if item.name in seen:
+        first = seen[item.name]
+        errors.add(
+            f"duplicate name '{item.name}': already defined at {first}",
+            item.loc,
+            "names are unique across the whole project (tables, entities and segments); rename one",
+        )
+        return
+    seen[item.name] = item.loc
+    registry[item.name] = item
+
+
+def read_table(node: YNode, errors: ErrorCollector) -> TableDef | None:
+    reader = MapReader(node, "table", TABLE_KEYS, errors)
+    name = reader.name()
+    columns = _read_columns(reader.items.get("columns"), errors)
+    if name is None:
+        return None
+    return TableDef(
+        name=name,
+        relation=reader.string("table") or name,
+        columns=columns,
+        description=reader.string("description"),
+        loc=node.loc,
+    )
+
+
+def _read_columns(node: YNode | None, errors: ErrorCollector) -> tuple[tuple[str, str | None], ...]:
+    if node is None:
+        return ()
+    if isinstance(node, YMap):
+        return tuple(
+            (name, None if _is_null(value) else str(plain(value)))
+            for name, value in node.items.items()
+        )
+    if isinstance(node, YSeq):
+        return tuple((str(plain(item)), None) for item in node.items)
+    errors.add("'columns' must be a mapping of name: type, or a list of names", node.loc)
+    return ()
+
+
+def _is_null(node: YNode) -> bool:
+    return isinstance(node, YScalar) and node.value is None
+
+
+def read_entity(node: YNode, errors: ErrorCollector) -> EntityDef | None:
+    reader = MapReader(node, "entity", ENTITY_KEYS, errors)
+    name = reader.name()
+    table = reader.string("table", required=True)
+    key = reader.string("key", required=True)
+    features = tuple(
+        f for f in (read_feature(item, errors) for item in reader.sequence("features")) if f
+    )
+    columns = reader.strings("columns") if reader.has("columns") else None
+    materialize = reader.choice("materialize", ("view", "table"), "table")
+    if name is None or table is None or key is None:
+        return None
+    return EntityDef(
+        name=name,
+        table=table,
+        key=key,
+        columns=columns,
+        features=features,
+        description=reader.string("description"),
+        materialize=_materialize(materialize),
+        loc=node.loc,
+    )
+
+
+def read_feature(node: YNode, errors: ErrorCollector) -> FeatureDef | None:
+    reader = MapReader(node, "feature", FEATURE_KEYS, errors)
+    name = reader.name()
+    expr = reader.expr("expr", required=True)
+    source = _read_source(reader, errors)
+    window = _read_window(reader, errors)
+    if window is not None and (source is None or source.time is None):
+        errors.add(
+            "'window' needs a time column",
+            reader.items["window"].loc,
+            "add `time:` to `from:` (e.g. from: {table: orders, key: customer_id, time: ordered_at})",
+        )
+    default_node = reader.scalar("default")
+    if name is None or expr is None:
+        return None
+    return FeatureDef(
+        name=name,
+        expr=expr,
+        source=source,
+        window=window,
+        default=plain(default_node) if default_node else None,
+        description=reader.string("description"),
+        loc=node.loc,
+    )
+
+
+def _read_source(reader: MapReader, errors: ErrorCollector) -> FeatureSource | None:
+    node = reader.mapping("from")
+    if node is None:
+        return None
+    source = MapReader(node, "feature 'from'", SOURCE_KEYS, errors)
+    table = source.string("table", required=True)
+    key = source.string("key", required=True)
+    if table is None or key is None:
+        return None
+    return FeatureSource(table, key, source.string("time"), source.expr("where"), node.loc)
+
+
+def _read_window(reader: MapReader, errors: ErrorCollector) -> Window | None:
+    node = reader.scalar("window")
+    if node is None:
+        return None
+    match = WINDOW_PATTERN.match(str(node.value))
+    if not match or int(match.group(1)) <= 0:
+        errors.add(
+            f"invalid window '{node.value}'",
+            node.loc,
+            "write `N days`, `N weeks`, `N months` or `N years`, e.g. `90 days`",
+        )
+        return None
+    unit: WindowUnit = match.group(2).lower()  # type: ignore[assignment]
+    return Window(int(match.group(1)), unit)
+
+
+def read_segment(node: YNode, errors: ErrorCollector) -> SegmentDef | None:
+    reader = MapReader(node, "segment", SEGMENT_KEYS, errors)
+    name = reader.name()
+    entity = reader.scalar("entity")
+    parent = reader.scalar("parent")
+    kind = reader.choice("kind", SEGMENT_KINDS, None)
+    materialize = reader.choice("materialize", ("view", "table"), "view")
+    segment = SegmentDef(
+        name=name or "",
+        entity=Ref(str(entity.value), entity.loc) if entity and entity.value else None,
+        kind=kind,
+        description=reader.string("description"),
+        where=reader.exprs("where"),
+        parent=Ref(str(parent.value), parent.loc) if parent and parent.value else None,
+        union=reader.refs("union"),
+        intersect=reader.refs("intersect"),
+        exclude=reader.refs("exclude"),
+        owner=reader.string("owner"),
+        tags=reader.strings("tags"),
+        materialize=_materialize(materialize),
+        definition_hash=definition_hash(node),
+        loc=node.loc,
+    )
+    if not (segment.where or segment.references or segment.entity):
+        errors.add(
+            f"segment '{name}' selects nothing",
+            node.loc,
+            "give it `where:`, `parent:`, or `union:`/`intersect:`",
+        )
+    return segment if name else None
+
+
+def _materialize(value: str | None) -> Materialize:
+    return "table" if value == "table" else "view"

@@ -1,0 +1,149 @@
+"""Stage 3, render: Jinja -> SQL text, in a sandbox.
+
+Expressions see the macros of the standard library (`segsql/stdlib/*.sql`) and of the project
+(`macros/*.sql`, which override the standard library by name), `as_of` (ISO date), `var(name)` and
+`window_start('90 days')`. The environment is sandboxed (no attribute access to internals such as
+`''.__class__`) and strict (an unknown name is an error, never an empty string).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from segsql.errors import Location, SpecError, did_you_mean
+from segsql.load import WINDOW_PATTERN
+from segsql.model import Expr, Window
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    macros: tuple[str, ...]  # macros the expression called, for lineage
+
+
+class Renderer:
+    """Renders user expressions with the project's macros; one per (project, as_of, vars)."""
+
+    def __init__(self, macro_files: Sequence[Path], variables: dict[str, Any], as_of: dt.date):
+        self.as_of = as_of
+        self.variables = variables
+        self.env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+        self.env.globals.update(
+            as_of=as_of.isoformat(), var=self._var, window_start=self._window_start
+        )
+        self.macro_origin: dict[str, str] = {}
+        for name, text in _stdlib_sources():
+            self._load_macros(text, f"stdlib/{name}", None)
+        for path in macro_files:
+            self._load_macros(path.read_text(encoding="utf-8"), str(path), path)
+        self._cache: dict[str, Rendered] = {}
+
+    @property
+    def macro_names(self) -> list[str]:
+        return sorted(self.macro_origin)
+
+    def render(self, expr: Expr) -> Rendered:
+        """The expression's SQL text after Jinja; plain SQL (no '{') is returned untouched."""
+        if "{" not in expr.text:
+            return Rendered(expr.text, ())
+        cached = self._cache.get(expr.text)
+        if cached is None:
+            cached = self._render_template(expr)
+            self._cache[expr.text] = cached
+        return cached
+
+    def _render_template(self, expr: Expr) -> Rendered:
+        try:
+            names = meta.find_undeclared_variables(self.env.parse(expr.text))
+            text = self.env.from_string(expr.text).render()
+        except jinja2.TemplateSyntaxError as exc:
+            raise SpecError(
+                f"Jinja syntax error: {exc.message}", _line_of(expr.loc, exc.lineno)
+            ) from None
+        except SecurityError as exc:
+            raise SpecError(
+                f"unsafe template: {exc}",
+                expr.loc,
+                "templates may only call macros, var() and use as_of",
+            ) from None
+        except jinja2.UndefinedError as exc:
+            raise self._undefined(exc, expr.loc) from None
+        except SpecError as exc:
+            raise SpecError(exc.message, expr.loc, exc.hint) from None
+        except Exception as exc:  # a macro called with wrong arguments, a filter that failed...
+            raise SpecError(
+                f"Jinja error: {exc}", expr.loc, "check the macro's arguments"
+            ) from None
+        macros = tuple(sorted(n for n in names if n in self.macro_origin))
+        return Rendered(" ".join(text.split()), macros)
+
+    def _undefined(self, exc: jinja2.UndefinedError, loc: Location) -> SpecError:
+        message = str(exc.message or exc)
+        name = message.split("'")[1] if message.count("'") >= 2 else ""
+        if "unsafe" in message:
+            return SpecError(
+                f"unsafe template: {message}",
+                loc,
+                "templates may only call macros, var() and use as_of",
+            )
+        known = [*self.macro_origin, "as_of", "var", "window_start"]
+        hint = (
+            did_you_mean(name, known)
+            or "define it as a macro in macros/*.sql, or pass it with var()"
+        )
+        return SpecError(f"unknown macro or variable: {message}", loc, hint)
+
+    def _load_macros(self, text: str, origin: str, path: Path | None) -> None:
+        try:
+            module = self.env.from_string(text).module
+        except jinja2.TemplateSyntaxError as exc:
+            loc = Location(path, exc.lineno or 0, 1) if path else None
+            raise SpecError(f"Jinja syntax error in macro file: {exc.message}", loc) from None
+        for name, macro in vars(module).items():
+            if not name.startswith("_") and isinstance(macro, jinja2.runtime.Macro):
+                # Globals are shared, so a macro may call a macro of another file.
+                self.env.globals[name] = macro
+                self.macro_origin[name] = origin
+
+    def _var(self, name: str, default: Any = _MISSING) -> Any:
+        if name in self.variables:
+            return self.variables[name]
+        if default is not _MISSING:
+            return default
+        hint = (
+            did_you_mean(name, self.variables)
+            or "set it under `vars:` in segsql.yml or pass --var name=value"
+        )
+        raise SpecError(f"var('{name}') is not set", hint=hint)
+
+    def _window_start(self, window: str) -> str:
+        match = WINDOW_PATTERN.match(window)
+        if not match:
+            raise SpecError(
+                f"invalid window '{window}'",
+                hint="write `N days`, `N weeks`, `N months` or `N years`",
+            )
+        return Window(int(match.group(1)), match.group(2).lower()).start(self.as_of).isoformat()  # type: ignore[arg-type]
+
+
+def _stdlib_sources() -> list[tuple[str, str]]:
+    folder = resources.files("segsql") / "stdlib"
+    return sorted(
+        (f.name, f.read_text(encoding="utf-8")) for f in folder.iterdir() if f.name.endswith(".sql")
+    )
+
+
+def _line_of(loc: Location, lineno: int | None) -> Location:
+    return loc.shifted(max(0, (lineno or 1) - 1), 1) if lineno and lineno > 1 else loc

@@ -1,0 +1,28 @@
+"""`segsql init`: copy the starter project (segsql/templates/init) into a folder."""
+
+from __future__ import annotations
+
+from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
+
+from segsql.emit import write_atomic
+from segsql.errors import SpecError
+
+
+def scaffold(directory: Path) -> list[Path]:
+    """Write the starter files; refuses to overwrite an existing project."""
+    if (directory / "segsql.yml").exists():
+        raise SpecError(f"{directory / 'segsql.yml'} already exists", hint="choose an empty folder")
+    created: list[Path] = []
+    _copy(resources.files("segsql") / "templates" / "init", directory, created)
+    return created
+
+
+def _copy(source: Traversable, destination: Path, created: list[Path]) -> None:
+    for item in sorted(source.iterdir(), key=lambda t: t.name):
+        if item.is_dir():
+            _copy(item, destination / item.name, created)
+        else:
+            write_atomic(destination / item.name, item.read_text(encoding="utf-8"))
+            created.append(destination / item.name)

@@ -1,0 +1,68 @@
+"""The selector language shared by every command that takes `--select`.
+
+`name`, `+name` (with its ancestors), `name+` (with its descendants), `tag:x`, `kind:x`, `owner:x`,
+`entity:x`, `path:segments/value/`; several selectors separated by spaces or commas are a union.
+The result keeps the project's dependency order, so parents come before children.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from segsql.build import CompiledProject
+from segsql.errors import SpecError, did_you_mean
+from segsql.model import SegmentDef
+
+METHODS: dict[str, Callable[[SegmentDef, CompiledProject, str], bool]] = {
+    "tag": lambda s, c, v: v in s.tags,
+    "kind": lambda s, c, v: s.kind == v,
+    "owner": lambda s, c, v: s.owner == v,
+    "entity": lambda s, c, v: c.segments[s.name].entity == v,
+    "path": lambda s, c, v: _relative(s, c).startswith(v.rstrip("*")),
+}
+
+
+def select_segments(compiled: CompiledProject, selectors: Sequence[str] | None) -> list[str]:
+    """Segment names matching any selector (all segments when none is given), in dependency order."""
+    tokens = [t for s in (selectors or []) for t in s.replace(",", " ").split()]
+    if not tokens:
+        return list(compiled.segments)
+    chosen: set[str] = set()
+    for token in tokens:
+        chosen |= _select_one(compiled, token)
+    return [name for name in compiled.segments if name in chosen]
+
+
+def _select_one(compiled: CompiledProject, token: str) -> set[str]:
+    with_ancestors = token.startswith("+")
+    with_descendants = token.endswith("+")
+    core = token.strip("+")
+    method, _, value = core.partition(":")
+    if value and method in METHODS:
+        test = METHODS[method]
+        matched = {n for n, s in compiled.project.segments.items() if test(s, compiled, value)}
+    elif value:
+        raise SpecError(
+            f"unknown selector method '{method}:'",
+            hint=did_you_mean(method, METHODS) or "methods: " + ", ".join(METHODS),
+        )
+    elif core in compiled.segments:
+        matched = {core}
+    else:
+        raise SpecError(
+            f"no segment named '{core}'",
+            hint=did_you_mean(core, compiled.segments) or "see `segsql list`",
+        )
+    result = set(matched)
+    for name in matched:
+        if with_ancestors:
+            result |= compiled.graph.ancestors(name)
+        if with_descendants:
+            result |= compiled.graph.descendants(name)
+    return result
+
+
+def _relative(segment: SegmentDef, compiled: CompiledProject) -> str:
+    root = compiled.project.config.root.resolve()
+    path = segment.loc.path.resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
