@@ -387,3 +387,7 @@ def init(
 
 def main() -> None:
     app()
+
+
+# Command groups defined in their own modules register themselves on `app` when imported.
+from segsql import cli_lineage  # noqa: E402,F401

@@ -24,6 +24,7 @@ from sqlglot import exp
 from segsql.build import CompiledProject, Entity, Segment
 from segsql.dialects import ENGINES, Engine, lower_portable
 from segsql.errors import ExecutionError, SpecError, did_you_mean
+from segsql.lineage import Lineage
 from segsql.model import ProjectConfig, TargetConfig
 
 MANIFEST_VERSION = 1
@@ -209,9 +210,11 @@ def target_files(compiled: CompiledProject, target: Target, segments: list[str])
 
 def manifest(compiled: CompiledProject, targets: list[Target], out_dir: Path) -> dict[str, Any]:
     root = compiled.project.config.root
+    lineage = Lineage(compiled)
     segments: dict[str, Any] = {}
     for name, segment in compiled.segments.items():
         d = segment.definition
+        reads = lineage.segment(name)
         segments[name] = {
             "file": _relative(d.loc.path, root),
             "line": d.loc.line,
@@ -227,7 +230,9 @@ def manifest(compiled: CompiledProject, targets: list[Target], out_dir: Path) ->
             "depends_on": sorted(compiled.graph.upstream(name)),
             "children": compiled.graph.downstream(name),
             "columns": list(segment.columns),
-            "macros": list(segment.macros),
+            "features": list(reads.features),
+            "source_columns": [str(c) for c in reads.source_columns],
+            "macros": list(reads.macros),
             "depth": segment.depth,
             "definition_hash": d.definition_hash,
             "compiled": {

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2 import meta
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -66,7 +66,7 @@ class Renderer:
 
     def _render_template(self, expr: Expr) -> Rendered:
         try:
-            names = meta.find_undeclared_variables(self.env.parse(expr.text))
+            names = {n.name for n in self.env.parse(expr.text).find_all(nodes.Name)}
             text = self.env.from_string(expr.text).render()
         except jinja2.TemplateSyntaxError as exc:
             raise SpecError(
