@@ -284,6 +284,12 @@ def build_entity(entity: EntityDef, context: _Context, introspect: ColumnLookup 
             did_you_mean(entity.key, columns) or f"columns: {', '.join(columns)}",
         )
     columns = (entity.key, *(c for c in columns if c.lower() != entity.key.lower()))
+    if entity.time is not None and entity.time not in columns:
+        raise SpecError(
+            f"entity '{entity.name}': time '{entity.time}' is not a column of {relation}",
+            entity.loc,
+            did_you_mean(entity.time, columns) or "name the column holding when each entity was created",
+        )
     _check_feature_names(entity, columns)
     features = _build_features(entity, columns, context)
     source = relation_expression(relation, context.dialect)
@@ -449,7 +455,9 @@ def feature_relation_query(
     context: _Context,
 ) -> exp.Select:
     """WITH entity rows, one aggregate per source group, then layers of derived features."""
-    ctes: list[tuple[str, exp.Query]] = [("entity_rows", _entity_rows(source, columns))]
+    ctes: list[tuple[str, exp.Query]] = [
+        ("entity_rows", _entity_rows(source, columns, entity.time, context.as_of))
+    ]
     select: list[exp.Expr] = [exp.column(c, table=ENTITY_ALIAS) for c in columns]
     joins: list[tuple[str, exp.Expr]] = []
     groups: dict[_SourceGroup, list[Feature]] = {}
@@ -490,8 +498,15 @@ def feature_relation_query(
     return final
 
 
-def _entity_rows(source: exp.Expr, columns: tuple[str, ...]) -> exp.Select:
-    return exp.select(*[exp.column(c) for c in columns]).from_(source)
+def _entity_rows(
+    source: exp.Expr, columns: tuple[str, ...], time: str | None, as_of: dt.date
+) -> exp.Select:
+    """The entity's rows; with `time:`, only entities that existed on as_of (point in time)."""
+    query = exp.select(*[exp.column(c) for c in columns]).from_(source)
+    if time is not None:
+        day = exp.cast(exp.column(time), exp.DataType.Type.DATE)
+        query = query.where(day <= _date_literal(as_of))
+    return query
 
 
 def _group_of(feature: FeatureDef) -> _SourceGroup:

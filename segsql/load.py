@@ -48,7 +48,7 @@ PROJECT_KEYS = {"name", "dialect", "vars", "seeds", "targets", "default_target",
 TARGET_KEYS = {"engine", "path", "schema", "dsn_env", "project", "dataset"}
 FILE_KEYS = {"tables", "entities", "segments", "kpis"}
 TABLE_KEYS = {"name", "table", "description", "columns"}
-ENTITY_KEYS = {"name", "table", "key", "columns", "features", "description", "materialize"}
+ENTITY_KEYS = {"name", "table", "key", "time", "columns", "features", "description", "materialize"}
 FEATURE_KEYS = {"name", "expr", "from", "window", "default", "description"}
 SOURCE_KEYS = {"table", "key", "time", "where"}
 SEGMENT_KEYS = {
@@ -411,6 +411,7 @@ def read_entity(node: YNode, errors: ErrorCollector) -> EntityDef | None:
         name=name,
         table=table,
         key=key,
+        time=reader.string("time"),
         columns=columns,
         features=features,
         description=reader.string("description"),

@@ -112,6 +112,7 @@ class EntityDef:
     name: str
     table: str
     key: str
+    time: str | None  # when set, entities whose time is after as_of do not exist yet
     columns: tuple[str, ...] | None
     features: tuple[FeatureDef, ...]
     description: str | None
