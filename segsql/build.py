@@ -288,7 +288,8 @@ def build_entity(entity: EntityDef, context: _Context, introspect: ColumnLookup 
         raise SpecError(
             f"entity '{entity.name}': time '{entity.time}' is not a column of {relation}",
             entity.loc,
-            did_you_mean(entity.time, columns) or "name the column holding when each entity was created",
+            did_you_mean(entity.time, columns)
+            or "name the column holding when each entity was created",
         )
     _check_feature_names(entity, columns)
     features = _build_features(entity, columns, context)
@@ -635,11 +636,13 @@ def build_segment(
             loc,
             did_you_mean(entity_name, entities),
         )
+    _check_not_a_feature_relation(definition, entities)
     own: list[exp.Expr] = []
     columns: list[str] = []
     macros: list[str] = []
     for expr in definition.where:
         parsed = parse_expression(expr, context, f"segment '{definition.name}' where")
+        _check_condition(parsed.tree, expr, definition.name)
         for column in resolve_columns(
             parsed.tree,
             entity.output_columns,
@@ -648,19 +651,20 @@ def build_segment(
         ):
             if column not in columns:
                 columns.append(column)
-        _check_no(
-            parsed.tree,
-            exp.AggFunc,
-            expr,
-            "aggregates are not allowed in a segment's where",
-            "define a feature (e.g. `expr: sum(amount)` with `from:`) and filter on it",
-        )
+        # windows first: rank() and sum() over () are aggregates inside a window
         _check_no(
             parsed.tree,
             exp.Window,
             expr,
             "window functions are not allowed in a segment's where",
             "define a derived feature with the window function and filter on it",
+        )
+        _check_no(
+            parsed.tree,
+            exp.AggFunc,
+            expr,
+            "aggregates are not allowed in a segment's where",
+            "define a feature (e.g. `expr: sum(amount)` with `from:`) and filter on it",
         )
         macros += [m for m in parsed.macros if m not in macros]
         own.append(exp.Is(this=exp.paren(parsed.tree), expression=exp.true()))
@@ -672,7 +676,9 @@ def build_segment(
     own += [exp.paren(built[r.name].predicate) for r in definition.intersect]
     own += [exp.not_(exp.paren(built[r.name].predicate)) for r in definition.exclude]
     depth = 1 + max((built[r.name].depth for r in definition.references), default=0)
-    terms = tuple(t.copy() for t in inherited) + tuple(own)
+    # Inherited terms are shared with the parent, not copied (copying every ancestor's terms into
+    # every segment is quadratic in depth): terms are never mutated, `predicate` copies them.
+    terms = tuple(inherited) + tuple(own)
     return Segment(
         definition.name,
         definition,
@@ -683,6 +689,38 @@ def build_segment(
         tuple(macros),
         depth,
     )
+
+
+# Expressions whose value is a number or text, never a condition: DuckDB would take a number as
+# true when non-zero, PostgreSQL and BigQuery refuse it, so `orders_90d >> 0` (a typo of `>`)
+# or `a + 1` would mean something else, or fail, depending on the target.
+NOT_CONDITIONS: tuple[type[exp.Expr], ...] = (
+    exp.Literal, exp.Neg, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.IntDiv, exp.Mod, exp.DPipe,
+    exp.BitwiseAnd, exp.BitwiseOr, exp.BitwiseXor, exp.BitwiseNot,
+    exp.BitwiseLeftShift, exp.BitwiseRightShift,
+)  # fmt: skip
+
+
+def _check_condition(tree: exp.Expr, expr: Expr, segment: str) -> None:
+    node = tree.unnest() if isinstance(tree, exp.Paren) else tree
+    if isinstance(node, NOT_CONDITIONS):
+        raise SpecError(
+            f"segment '{segment}' where must be a condition (true or false), "
+            f"but `{node.sql()}` computes a value",
+            expr.loc,
+            "compare it, e.g. `orders_90d > 0`",
+        )
+
+
+def _check_not_a_feature_relation(definition: SegmentDef, entities: dict[str, Entity]) -> None:
+    """Segments and feature relations share the target schema: `customer_features` is taken."""
+    for entity in entities.values():
+        if definition.name.lower() == entity.relation_name.lower():
+            raise SpecError(
+                f"segment '{definition.name}' has the name of entity '{entity.name}''s feature relation",
+                definition.loc,
+                "rename the segment: `<entity>_features` is where segsql puts an entity's features",
+            )
 
 
 def _segment_entity(definition: SegmentDef, built: dict[str, Segment], project: Project) -> str:

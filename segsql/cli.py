@@ -26,13 +26,12 @@ from segsql.emit import (
     resolve_target,
     segment_header,
     segment_query,
-    target_files,
     to_sql,
     write_compiled,
 )
 from segsql.errors import ExecutionError, SegsqlError
 from segsql.load import find_project_root, load_project
-from segsql.pipeline import compile_project, effective_vars, parse_vars
+from segsql.pipeline import compile_project, effective_vars, emit_targets, parse_vars
 from segsql.run import DuckDBRunner, Runner, deploy, load_seeds, member_counts, open_runner
 from segsql.select import select_segments
 
@@ -247,6 +246,16 @@ def compile_command(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("target"),
     as_of: AsOfOpt = None,
     var: VarOpt = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 listing files that would change.")
+    ] = False,
+    check_sql: Annotated[
+        bool,
+        typer.Option(
+            "--check-sql",
+            help="Analyse BigQuery targets' SQL offline with ZetaSQL (extra: segsql[bigquery-check]).",
+        ),
+    ] = False,
 ) -> None:
     """Write the SQL of every segment for a target (one file per segment, a deploy script, a manifest)."""
     with user_errors():
@@ -254,8 +263,16 @@ def compile_command(
         config = compiled.project.config
         targets = all_targets(config) if all_targets_ else [resolve_target(config, target)]
         names = select_segments(compiled, select)
-        per_target = {t.name: target_files(compiled, t, names) for t in targets}
+        per_target = emit_targets(compiled, targets, names)
+        if check_sql:
+            from segsql.bigquery_check import check_targets
+
+            check_targets(compiled, targets, per_target)
         folder = out_dir if out_dir.is_absolute() else _root() / out_dir
+        if check:
+            from segsql.cli_test import check_drift
+
+            return check_drift(folder, per_target, manifest(compiled, targets, folder), not select)
         write_compiled(folder, per_target, manifest(compiled, targets, folder), replace=not select)
         count = sum(len(files) for files in per_target.values())
         out.print(
@@ -390,4 +407,4 @@ def main() -> None:
 
 
 # Command groups defined in their own modules register themselves on `app` when imported.
-from segsql import cli_lineage  # noqa: E402,F401
+from segsql import cli_docs, cli_history, cli_kpis, cli_lineage, cli_test  # noqa: E402,F401

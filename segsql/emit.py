@@ -28,6 +28,8 @@ from segsql.lineage import Lineage
 from segsql.model import ProjectConfig, TargetConfig
 
 MANIFEST_VERSION = 1
+# The DuckDB readers `build.relation_expression` uses for a table given as a file path.
+FILE_READERS = {"read_csv_auto", "read_parquet", "read_json_auto"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,7 +90,23 @@ def all_targets(config: ProjectConfig) -> list[Target]:
 
 
 def feature_query(entity: Entity, target: Target) -> exp.Select:
+    _check_file_sources(entity, target)
     return lower_portable(entity.query, target.engine)  # type: ignore[return-value]
+
+
+def _check_file_sources(entity: Entity, target: Target) -> None:
+    """A CSV/Parquet path read in place (`read_csv_auto(...)`) exists on DuckDB only."""
+    if target.engine.reads_files:
+        return
+    for node in entity.query.find_all(exp.Anonymous):
+        if str(node.this).lower() in FILE_READERS:
+            raise SpecError(
+                f"entity '{entity.name}' reads the file {node.expressions[0].sql()}, which "
+                f"{target.engine.name} cannot read in place",
+                entity.definition.loc,
+                f"load the file into {target.engine.name} (`segsql seed --target {target.name}`)"
+                " and name that table instead; file paths work on DuckDB targets only",
+            )
 
 
 def segment_query(
@@ -101,8 +119,11 @@ def segment_query(
     source: exp.Expr = (
         exp.to_table(entity.relation_name) if standalone else target.relation(entity.relation_name)
     )
-    predicate = lower_portable(segment.predicate, target.engine)
-    query = exp.select(exp.column(entity.key)).distinct().from_(source).where(predicate)
+    # `segment.predicate` is a fresh tree (it inlines every ancestor's terms): lower it in place
+    # and hand it to the query, rather than copying it twice more.
+    predicate = lower_portable(segment.predicate, target.engine, copy=False)
+    query = exp.select(exp.column(entity.key)).distinct().from_(source)
+    query = query.where(predicate, copy=False)
     if standalone:
         features = feature_query(entity, target)
         body = features.copy()
@@ -117,11 +138,39 @@ def create_statement(target: Target, name: str, query: exp.Expr, kind: str) -> e
     return exp.Create(this=target.relation(name), kind=kind.upper(), replace=True, expression=query)
 
 
+def replace_statements(target: Target, name: str, query: exp.Expr, kind: str) -> list[exp.Expr]:
+    """(Re)create one object: CREATE OR REPLACE, or DROP ... CASCADE + CREATE where the engine
+    cannot replace in place (the deploy runs in one transaction, so nothing is lost on failure)."""
+    if not target.engine.replaces_by_drop:
+        return [create_statement(target, name, query, kind)]
+    drop = exp.Drop(tables=[target.relation(name)], kind=kind.upper(), exists=True, cascade=True)
+    create = exp.Create(this=target.relation(name), kind=kind.upper(), expression=query)
+    return [drop, create]
+
+
+def _with_dropped_dependents(
+    compiled: CompiledProject, target: Target, wanted: list[str]
+) -> list[str]:
+    """On drop-and-create engines, recreating a feature relation drops (CASCADE) every segment view
+    over it: redeploy all segments of the affected entities, in dependency order."""
+    if not target.engine.replaces_by_drop:
+        return wanted
+    entities = {compiled.segments[s].entity for s in wanted}
+    return [name for name, s in compiled.segments.items() if s.entity in entities]
+
+
 def deploy_statements(
-    compiled: CompiledProject, target: Target, segments: Iterable[str] | None = None
+    compiled: CompiledProject,
+    target: Target,
+    segments: Iterable[str] | None = None,
+    queries: dict[str, exp.Select] | None = None,
 ) -> list[exp.Expr]:
-    """Everything `run` creates, in dependency order: schema, feature relations, segments."""
+    """Everything `run` creates, in dependency order: schema, feature relations, segments.
+
+    `queries` are segment queries already built for this target (reused, not rebuilt).
+    """
     wanted = list(compiled.segments if segments is None else segments)
+    wanted = _with_dropped_dependents(compiled, target, wanted)
     statements: list[exp.Expr] = [
         exp.Create(this=target.schema_expression(), kind="SCHEMA", exists=True)
     ]
@@ -129,18 +178,39 @@ def deploy_statements(
     for name in entity_names:
         entity = compiled.entities[name]
         kind = entity.definition.materialize
-        statements.append(
-            create_statement(target, entity.relation_name, feature_query(entity, target), kind)
+        statements += replace_statements(
+            target, entity.relation_name, feature_query(entity, target), kind
         )
     for name in wanted:
         segment = compiled.segments[name]
-        query = segment_query(segment, compiled.entities[segment.entity], target)
-        statements.append(create_statement(target, name, query, segment.definition.materialize))
+        query = queries.get(name) if queries else None
+        if query is None:
+            query = segment_query(segment, compiled.entities[segment.entity], target)
+        statements += replace_statements(target, name, query, segment.definition.materialize)
     return statements
 
 
-def to_sql(expression: exp.Expr, target: Target) -> str:
-    return expression.sql(dialect=target.dialect, pretty=True)
+def to_sql(expression: exp.Expr, target: Target, copy: bool = True) -> str:
+    """Pretty SQL for the target. `copy=False` for a tree built only to be printed: sqlglot's
+    defensive copy of it costs more than generating its text."""
+    expression = _quote_reserved(expression, target.engine)
+    return expression.sql(dialect=target.dialect, pretty=True, copy=copy)
+
+
+def _quote_reserved(expression: exp.Expr, engine: Engine) -> exp.Expr:
+    """Quote names that are reserved words on the engine (sqlglot does so for DuckDB and BigQuery
+    but not for PostgreSQL). Quoted names are case-sensitive there, so the unquoted name's folded
+    (lower-case) spelling is kept."""
+    reserved = engine.reserved_words
+    if not any(
+        not i.quoted and i.name.lower() in reserved for i in expression.find_all(exp.Identifier)
+    ):
+        return expression
+    expression = expression.copy()
+    for identifier in expression.find_all(exp.Identifier):
+        if not identifier.quoted and identifier.name.lower() in reserved:
+            identifier.replace(exp.to_identifier(identifier.name.lower(), quoted=True))
+    return expression
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,18 +264,39 @@ def target_files(compiled: CompiledProject, target: Target, segments: list[str])
             + to_sql(feature_query(entity, target), target)
             + ";\n"
         )
+    queries: dict[str, exp.Select] = {}
     for name in segments:
         segment = compiled.segments[name]
         query = segment_query(segment, compiled.entities[segment.entity], target)
+        # deploy.sql gets its own copy (cheaper than rebuilding): sqlglot's generator may rewrite
+        # a tree in place, so a tree printed without a copy is never printed twice.
+        queries[name] = query.copy()
         files[f"segments/{name}.sql"] = (
-            segment_header(compiled, segment, target) + to_sql(query, target) + ";\n"
+            segment_header(compiled, segment, target) + to_sql(query, target, copy=False) + ";\n"
         )
-    deploy = deploy_statements(compiled, target, segments)
+    deploy = deploy_statements(compiled, target, segments, queries)
     header = f"-- segsql deploy script for project {compiled.project.config.name}, target {target.name} ({target.engine.name}), as_of {compiled.as_of.isoformat()}\n"
     files["deploy.sql"] = (
-        header + "".join(to_sql(s, target) + ";\n\n" for s in deploy).rstrip("\n") + "\n"
+        header
+        + "".join(to_sql(s, target, copy=False) + ";\n\n" for s in deploy).rstrip("\n")
+        + "\n"
     )
+    files["snapshot.sql"] = snapshot_script(compiled, target, segments)
+    if compiled.project.kpis:
+        from segsql.kpis import kpis_script  # KPIs build on this module
+
+        files["kpis.sql"] = kpis_script(compiled, target, segments)
     return files
+
+
+def snapshot_script(compiled: CompiledProject, target: Target, segments: list[str]) -> str:
+    """The history tables and as_of's snapshot (DELETE + INSERT in one transaction)."""
+    from segsql.history import compiled_snapshot_statements  # history builds on this module
+
+    header = f"-- segsql snapshot of project {compiled.project.config.name} as_of {compiled.as_of.isoformat()}, target {target.name} ({target.engine.name}): re-running replaces that date's history\n"
+    statements = compiled_snapshot_statements(compiled, target, segments)
+    text = "".join(to_sql(s, target, copy=False) + ";\n\n" for s in statements)
+    return header + text.rstrip("\n") + "\n"
 
 
 def manifest(compiled: CompiledProject, targets: list[Target], out_dir: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from functools import cache
 
 from sqlglot import exp
 from sqlglot.lineage import lineage as sqlglot_lineage
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 
 from segsql.build import CompiledProject, Entity, Feature, Segment
 
@@ -45,7 +46,7 @@ class Lineage:
     def segment(self, name: str) -> SegmentLineage:
         segment = self.compiled.segments[name]
         entity = self.compiled.entities[segment.entity]
-        read = _columns_read(segment)
+        read = _columns_read(segment) | _entity_filter_columns(entity)
         features = [f for f in entity.features if f.name in read]
         sources = self._column_sources(entity.name)
         columns: set[SourceColumn] = set()
@@ -78,8 +79,11 @@ class Lineage:
         filters = _aggregate_filters(entity)
         dialect = self.compiled.project.config.dialect
         result: dict[str, set[SourceColumn]] = {}
+        # One call for every output column: the query is qualified once and CTE work is shared
+        # (a call per column re-qualified the whole query each time: most of a compile's time).
+        nodes = sqlglot_lineage(None, entity.query, schema, dialect=dialect, trim_selects=False)
         for column in entity.output_columns:
-            node = sqlglot_lineage(column, entity.query, schema, dialect=dialect)
+            node = nodes[normalize_identifiers(column, dialect=dialect).name]
             found = {c for n in node.walk() if (c := _source_of(n)) is not None}
             result[column] = found | filters.get(column, set())
         derived = {f.name: f for f in entity.features if f.definition.source is None}
@@ -91,6 +95,11 @@ class Lineage:
 
 def _columns_read(segment: Segment) -> set[str]:
     return {c.name for term in segment.terms for c in term.find_all(exp.Column)}
+
+
+def _entity_filter_columns(entity: Entity) -> set[str]:
+    """Columns every member of the entity is filtered on: `time` drops entities created later."""
+    return {entity.definition.time} if entity.definition.time else set()
 
 
 def _schema(compiled: CompiledProject) -> dict[str, dict[str, str]]:

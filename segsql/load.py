@@ -19,12 +19,19 @@ import sqlglot
 
 from segsql.errors import ErrorCollector, Location, SpecError, did_you_mean
 from segsql.model import (
+    DATA_TESTS,
     ENGINES,
+    KPI_FORMATS,
     SEGMENT_KINDS,
+    DataTest,
     EntityDef,
+    Expectation,
+    ExpectedMember,
     Expr,
     FeatureDef,
     FeatureSource,
+    Fixture,
+    KpiDef,
     Materialize,
     Project,
     ProjectConfig,
@@ -32,6 +39,7 @@ from segsql.model import (
     SegmentDef,
     TableDef,
     TargetConfig,
+    UnitTestDef,
     Window,
     WindowUnit,
 )
@@ -46,15 +54,17 @@ WINDOW_PATTERN = re.compile(r"^\s*(\d+)\s*(day|week|month|year)s?\s*$", re.IGNOR
 # The allowed keys of each kind of mapping: the single source of truth for validation.
 PROJECT_KEYS = {"name", "dialect", "vars", "seeds", "targets", "default_target", "version"}
 TARGET_KEYS = {"engine", "path", "schema", "dsn_env", "project", "dataset"}
-FILE_KEYS = {"tables", "entities", "segments", "kpis"}
+FILE_KEYS = {"tables", "entities", "segments", "kpis", "unit_tests"}
 TABLE_KEYS = {"name", "table", "description", "columns"}
 ENTITY_KEYS = {"name", "table", "key", "time", "columns", "features", "description", "materialize"}
 FEATURE_KEYS = {"name", "expr", "from", "window", "default", "description"}
 SOURCE_KEYS = {"table", "key", "time", "where"}
 SEGMENT_KEYS = {
     "name", "entity", "kind", "description", "where", "parent", "union", "intersect",
-    "exclude", "owner", "tags", "materialize",
+    "exclude", "owner", "tags", "materialize", "freeze", "tests", "exclusive",
 }  # fmt: skip
+UNIT_TEST_KEYS = {"name", "description", "as_of", "vars", "given", "expect"}
+KPI_KEYS = {"name", "entity", "expr", "format", "description"}
 
 T = TypeVar("T")
 
@@ -196,8 +206,12 @@ def plain(node: YNode) -> Any:
     return value.isoformat() if isinstance(value, dt.date) else value
 
 
-def definition_hash(node: YNode) -> str:
-    canonical = json.dumps(plain(node), sort_keys=True, separators=(",", ":"), default=str)
+def definition_hash(node: YNode, ignore: frozenset[str] = frozenset()) -> str:
+    """A short hash of the definition's YAML; keys in `ignore` (e.g. its tests) do not count."""
+    data = plain(node)
+    if isinstance(data, dict):
+        data = {key: value for key, value in data.items() if key not in ignore}
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -301,7 +315,11 @@ def load_project(root: Path) -> Project:
     tables: dict[str, TableDef] = {}
     entities: dict[str, EntityDef] = {}
     segments: dict[str, SegmentDef] = {}
+    unit_tests: dict[str, UnitTestDef] = {}
     seen: dict[str, Location] = {}
+    seen_tests: dict[str, Location] = {}  # unit tests have their own namespace
+    kpis: dict[str, KpiDef] = {}
+    seen_kpis: dict[str, Location] = {}  # KPIs too: they name output columns, not relations
     for path in definition_files(root):
         try:
             node = load_yaml(path)
@@ -317,6 +335,11 @@ def load_project(root: Path) -> Project:
             _register(read_entity(item, errors), entities, seen, errors, "entity")
         for item in file_reader.sequence("segments"):
             _register(read_segment(item, errors), segments, seen, errors, "segment")
+        for item in file_reader.sequence("unit_tests"):
+            _register(read_unit_test(item, errors), unit_tests, seen_tests, errors, "unit test")
+        for item in file_reader.sequence("kpis"):
+            _register(read_kpi(item, errors), kpis, seen_kpis, errors, "KPI")
+    _check_expected_segments(unit_tests, segments, errors)
     errors.raise_if_any()
     return Project(
         config=config,
@@ -324,6 +347,8 @@ def load_project(root: Path) -> Project:
         entities=dict(sorted(entities.items())),
         segments=dict(sorted(segments.items())),
         macro_files=tuple(sorted((root / MACRO_DIR).glob("**/*.sql"))),
+        unit_tests=dict(sorted(unit_tests.items())),
+        kpis=kpis,  # in declared order: the order of the KPI columns
     )
 
 
@@ -350,15 +375,18 @@ def _register(
     """Add a definition, refusing a name already used by any table, entity or segment."""
     if item is None:
         return
-    if item.name in seen:
-        first = seen[item.name]
+    # Case-insensitive, as warehouses are: `Active` and `active` would be one view.
+    key = item.name.lower()
+    if key in seen:
+        first = seen[key]
         errors.add(
             f"duplicate name '{item.name}': already defined at {first}",
             item.loc,
-            "names are unique across the whole project (tables, entities and segments); rename one",
+            "names are unique across the whole project (tables, entities and segments), "
+            "ignoring case; rename one",
         )
         return
-    seen[item.name] = item.loc
+    seen[key] = item.loc
     registry[item.name] = item
 
 
@@ -494,8 +522,12 @@ def read_segment(node: YNode, errors: ErrorCollector) -> SegmentDef | None:
         owner=reader.string("owner"),
         tags=reader.strings("tags"),
         materialize=_materialize(materialize),
-        definition_hash=definition_hash(node),
+        # tests check a segment but do not change who is in it: editing them is not a change
+        definition_hash=definition_hash(node, ignore=frozenset({"tests"})),
         loc=node.loc,
+        freeze=_read_freeze(reader, errors),
+        tests=_read_data_tests(reader, errors),
+        exclusive=_read_exclusive(reader, errors),
     )
     if not (segment.where or segment.references or segment.entity):
         errors.add(
@@ -506,5 +538,212 @@ def read_segment(node: YNode, errors: ErrorCollector) -> SegmentDef | None:
     return segment if name else None
 
 
+def _read_freeze(reader: MapReader, errors: ErrorCollector) -> dt.date | None:
+    """`freeze: YYYY-MM-DD` (YAML may already give a date)."""
+    node = reader.scalar("freeze")
+    if node is None or node.value is None:
+        return None
+    if isinstance(node.value, dt.date) and not isinstance(node.value, dt.datetime):
+        return node.value
+    try:
+        return dt.date.fromisoformat(str(node.value))
+    except ValueError:
+        errors.add(
+            f"invalid freeze date '{node.value}'",
+            node.loc,
+            "write the date whose membership the segment keeps as YYYY-MM-DD, e.g. 2024-03-01",
+        )
+        return None
+
+
+def read_kpi(node: YNode, errors: ErrorCollector) -> KpiDef | None:
+    """A KPI mapping; a bare name (`- standard`, `- average_order_value`) names standard KPIs."""
+    if isinstance(node, YScalar) and isinstance(node.value, str):
+        if not NAME_PATTERN.match(node.value):
+            errors.add(f"invalid KPI name '{node.value}'", node.loc, "e.g. `- standard`")
+            return None
+        return KpiDef(node.value, None, None, None, None, node.loc)
+    reader = MapReader(node, "KPI", KPI_KEYS, errors)
+    name = reader.name()
+    entity = reader.scalar("entity")
+    kpi_format = reader.choice("format", KPI_FORMATS, None)
+    if name is None:
+        return None
+    return KpiDef(
+        name=name,
+        entity=Ref(str(entity.value), entity.loc) if entity and entity.value else None,
+        expr=reader.expr("expr"),
+        format=kpi_format,
+        description=reader.string("description"),
+        loc=node.loc,
+    )
+
+
 def _materialize(value: str | None) -> Materialize:
     return "table" if value == "table" else "view"
+
+
+# ---------------------------------------------------------------------------------------------
+# tests: data tests and exclusive groups on segments, unit tests with fixtures
+
+
+def _read_data_tests(reader: MapReader, errors: ErrorCollector) -> tuple[DataTest, ...]:
+    """`tests: [not_empty, {min_size: 100}, {max_share_of_parent: 0.5}]`."""
+    tests: list[DataTest] = []
+    for item in reader.sequence("tests"):
+        if isinstance(item, YScalar):
+            kind, value_node = str(item.value), None
+        elif isinstance(item, YMap) and len(item.items) == 1:
+            kind, value_node = next(iter(item.items.items()))
+        else:
+            errors.add(
+                "a data test is a name or a one-key mapping", item.loc, "e.g. `- {min_size: 100}`"
+            )
+            continue
+        test = _data_test(kind, value_node, item.loc, errors)
+        if test is not None:
+            tests.append(test)
+    return tuple(tests)
+
+
+def _data_test(
+    kind: str, value_node: YNode | None, loc: Location, errors: ErrorCollector
+) -> DataTest | None:
+    if kind not in DATA_TESTS:
+        hint = did_you_mean(kind, DATA_TESTS) or "data tests: " + ", ".join(DATA_TESTS)
+        errors.add(f"unknown data test '{kind}'", loc, hint)
+        return None
+    if not DATA_TESTS[kind]:
+        return DataTest(kind, None, loc)
+    value = value_node.value if isinstance(value_node, YScalar) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        errors.add(
+            f"data test '{kind}' needs a non-negative number",
+            value_node.loc if value_node else loc,
+            f"e.g. `- {{{kind}: {0.5 if 'share' in kind else 100}}}`",
+        )
+        return None
+    return DataTest(kind, float(value), loc)
+
+
+def _read_exclusive(reader: MapReader, errors: ErrorCollector) -> str | None:
+    """`exclusive: lifecycle_stage`: segments naming the same group may share no member."""
+    node = reader.scalar("exclusive")
+    if node is None or node.value is None:
+        return None
+    if not isinstance(node.value, str) or not NAME_PATTERN.match(node.value):
+        errors.add(
+            f"'exclusive' names a group of mutually exclusive segments, got '{node.value}'",
+            node.loc,
+            "write the same group name on each sibling, e.g. `exclusive: lifecycle_stage`",
+        )
+        return None
+    return node.value
+
+
+def read_unit_test(node: YNode, errors: ErrorCollector) -> UnitTestDef | None:
+    reader = MapReader(node, "unit test", UNIT_TEST_KEYS, errors)
+    name = reader.name()
+    as_of = _read_date(reader, "as_of", errors)
+    var_node = reader.mapping("vars")
+    given = _read_fixtures(reader.mapping("given"), errors)
+    expect_node = reader.mapping("expect")
+    if expect_node is None:
+        errors.add("unit test is missing required key 'expect'", node.loc, _EXPECT_HINT)
+    expect = _read_expectations(expect_node, errors) if expect_node else ()
+    if name is None:
+        return None
+    return UnitTestDef(
+        name=name,
+        description=reader.string("description"),
+        as_of=as_of,
+        vars=plain(var_node) if var_node else {},
+        given=given,
+        expect=expect,
+        loc=node.loc,
+    )
+
+
+def _check_expected_segments(
+    tests: dict[str, UnitTestDef], segments: dict[str, SegmentDef], errors: ErrorCollector
+) -> None:
+    for test in tests.values():
+        for expectation in test.expect:
+            ref = expectation.segment
+            if ref.name not in segments:
+                errors.add(
+                    f"unit test '{test.name}' expects members of unknown segment '{ref.name}'",
+                    ref.loc,
+                    did_you_mean(ref.name, segments) or "see `segsql list`",
+                )
+
+
+_EXPECT_HINT = "e.g. `expect: {active: [1, 3]}` (segment: its exact member keys)"
+
+
+def _read_date(reader: MapReader, key: str, errors: ErrorCollector) -> dt.date | None:
+    node = reader.scalar(key)
+    if node is None or node.value is None:
+        return None
+    if isinstance(node.value, dt.date):
+        return node.value if not isinstance(node.value, dt.datetime) else node.value.date()
+    try:
+        return dt.date.fromisoformat(str(node.value))
+    except ValueError:
+        errors.add(f"invalid date '{node.value}' in '{key}'", node.loc, "write YYYY-MM-DD")
+        return None
+
+
+def _read_fixtures(node: YMap | None, errors: ErrorCollector) -> tuple[Fixture, ...]:
+    """`given: {table: [{column: value, ...}, ...]}`; an empty list is an empty table."""
+    if node is None:
+        return ()
+    fixtures = []
+    for table, rows_node in node.items.items():
+        rows = rows_node.items if isinstance(rows_node, YSeq) else []
+        if not isinstance(rows_node, YSeq) and not _is_null(rows_node):
+            errors.add(f"rows of '{table}' must be a list of mappings", rows_node.loc)
+        for row in rows:
+            if not isinstance(row, YMap):
+                errors.add(
+                    f"a row of '{table}' must be a mapping of column: value",
+                    row.loc,
+                    "e.g. `- {customer_id: 1, country: DE}`",
+                )
+        data = tuple(plain(row) for row in rows if isinstance(row, YMap))
+        fixtures.append(Fixture(table, data, rows_node.loc))
+    return tuple(fixtures)
+
+
+def _read_expectations(node: YMap, errors: ErrorCollector) -> tuple[Expectation, ...]:
+    """`expect: {segment: [key, {key_column: key, feature: value}, ...]}`."""
+    out = []
+    for segment, members_node in node.items.items():
+        ref = Ref(segment, node.key_locs[segment])
+        if _is_null(members_node):
+            out.append(Expectation(ref, (), members_node.loc))
+            continue
+        if not isinstance(members_node, YSeq):
+            errors.add(
+                f"expected members of '{segment}' must be a list", members_node.loc, _EXPECT_HINT
+            )
+            continue
+        members = [_expected_member(item, errors) for item in members_node.items]
+        out.append(Expectation(ref, tuple(m for m in members if m), members_node.loc))
+    return tuple(out)
+
+
+def _expected_member(node: YNode, errors: ErrorCollector) -> ExpectedMember | None:
+    """A bare key, or a mapping holding the key (first) and expected column/feature values."""
+    if isinstance(node, YScalar) and node.value is not None:
+        return ExpectedMember(plain(node), None, {}, node.loc)
+    if isinstance(node, YMap) and node.items:
+        values = plain(node)
+        key_column = next(iter(values))
+        return ExpectedMember(values.pop(key_column), key_column, values, node.loc)
+    errors.add(
+        "an expected member is a key or a mapping starting with the key",
+        node.loc,
+        "e.g. `- 1` or `- {customer_id: 1, orders_90d: 2}`",
+    )
+    return None

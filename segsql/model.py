@@ -136,12 +136,91 @@ class SegmentDef:
     materialize: Materialize
     definition_hash: str  # of this definition's own YAML, so a diff shows exactly what changed
     loc: Location
+    freeze: dt.date | None = None  # static segment: membership as recorded on this date (history)
+    tests: tuple[DataTest, ...] = ()  # declared data tests (`segsql test`)
+    exclusive: str | None = None  # group of mutually exclusive segments this one belongs to
 
     @property
     def references(self) -> tuple[Ref, ...]:
         """Every segment this one is defined in terms of."""
         parent = (self.parent,) if self.parent else ()
         return parent + self.union + self.intersect + self.exclude
+
+
+# Data tests a segment may declare: name -> whether it takes a number (`{min_size: 100}`).
+DATA_TESTS = {
+    "not_empty": False,
+    "min_size": True,
+    "max_size": True,
+    "min_share_of_parent": True,
+    "max_share_of_parent": True,
+}
+
+
+@dataclass(frozen=True)
+class DataTest:
+    """A declared check on a segment's size: `not_empty`, `{min_size: 100}`, ..."""
+
+    kind: str
+    value: float | None
+    loc: Location
+
+    def __str__(self) -> str:
+        return self.kind if self.value is None else f"{self.kind}({self.value:g})"
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """Rows of one input table in a unit test; unnamed columns are NULL."""
+
+    table: str
+    rows: tuple[dict[str, Any], ...]
+    loc: Location
+
+
+@dataclass(frozen=True)
+class ExpectedMember:
+    key: Any
+    key_column: str | None  # as written in a mapping member (must be the entity key)
+    values: dict[str, Any]  # optional expected columns/features of this member
+    loc: Location
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """The exact members a unit test expects in one segment."""
+
+    segment: Ref
+    members: tuple[ExpectedMember, ...]
+    loc: Location
+
+
+@dataclass(frozen=True)
+class UnitTestDef:
+    name: str
+    description: str | None
+    as_of: dt.date | None
+    vars: dict[str, Any]
+    given: tuple[Fixture, ...]
+    expect: tuple[Expectation, ...]
+    loc: Location
+
+
+KPI_FORMATS = ("number", "percent", "currency")
+
+
+@dataclass(frozen=True)
+class KpiDef:
+    """A KPI: an aggregate over an entity's feature relation (`segsql.kpis`).
+
+    Without `expr` it names a KPI of the standard pack (or the whole pack: `standard`)."""
+
+    name: str
+    entity: Ref | None
+    expr: Expr | None
+    format: str | None  # one of KPI_FORMATS; None: the standard KPI's own, else "number"
+    description: str | None
+    loc: Location
 
 
 @dataclass(frozen=True)
@@ -175,3 +254,5 @@ class Project:
     entities: dict[str, EntityDef] = field(default_factory=dict)
     segments: dict[str, SegmentDef] = field(default_factory=dict)
     macro_files: tuple[Path, ...] = ()
+    unit_tests: dict[str, UnitTestDef] = field(default_factory=dict)
+    kpis: dict[str, KpiDef] = field(default_factory=dict)

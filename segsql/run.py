@@ -50,6 +50,8 @@ class DuckDBRunner:
             self.connection.execute(
                 f"SET file_search_path = {exp.Literal.string(str(root.resolve())).sql('duckdb')}"
             )
+            # TIMESTAMPTZ -> DATE in UTC, as BigQuery and the PostgreSQL runner do (see dialects.py)
+            self.connection.execute("SET TimeZone = 'UTC'")
         except duckdb.Error as exc:
             raise ExecutionError(
                 f"cannot open DuckDB database {path}: {exc}", hint="is another process using it?"
@@ -139,14 +141,11 @@ def seed_files(project: Project) -> list[Seed]:
 
 def seed_query(project: Project, seed: Seed) -> exp.Select:
     """Read a seed file, casting to the declared column types when the table is declared."""
-    root = project.config.root.resolve()
-    rel = (
-        seed.path.resolve().relative_to(root).as_posix()
-        if seed.path.resolve().is_relative_to(root)
-        else str(seed.path)
-    )
+    # absolute: DuckDB looks a relative path up in the working directory first, so a `data/`
+    # folder there (another project's) would be read instead of this project's seeds
+    path = seed.path.resolve().as_posix()
     reader = exp.Anonymous(
-        this=SEED_SUFFIXES[seed.path.suffix.lower()], expressions=[exp.Literal.string(rel)]
+        this=SEED_SUFFIXES[seed.path.suffix.lower()], expressions=[exp.Literal.string(path)]
     )
     declared = project.tables.get(seed.table)
     if declared is None or not declared.columns:

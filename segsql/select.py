@@ -1,7 +1,8 @@
 """The selector language shared by every command that takes `--select`.
 
 `name`, `+name` (with its ancestors), `name+` (with its descendants), `tag:x`, `kind:x`, `owner:x`,
-`entity:x`, `path:segments/value/`; several selectors separated by spaces or commas are a union.
+`entity:x`, `path:segments/value/`, `state:modified` (changed since the git revision in
+$SEGSQL_STATE, see `segsql.state`); several selectors separated by spaces or commas are a union.
 The result keeps the project's dependency order, so parents come before children.
 """
 
@@ -38,13 +39,18 @@ def _select_one(compiled: CompiledProject, token: str) -> set[str]:
     with_descendants = token.endswith("+")
     core = token.strip("+")
     method, _, value = core.partition(":")
-    if value and method in METHODS:
+    if value and method == "state":
+        from segsql.state import state_selection  # reads git only when the selector is used
+
+        matched = state_selection(compiled, value)
+    elif value and method in METHODS:
         test = METHODS[method]
         matched = {n for n, s in compiled.project.segments.items() if test(s, compiled, value)}
     elif value:
         raise SpecError(
             f"unknown selector method '{method}:'",
-            hint=did_you_mean(method, METHODS) or "methods: " + ", ".join(METHODS),
+            hint=did_you_mean(method, [*METHODS, "state"])
+            or "methods: " + ", ".join([*METHODS, "state"]),
         )
     elif core in compiled.segments:
         matched = {core}

@@ -110,7 +110,10 @@ def _convert(node: yaml.Node, path: Path, lines: list[str]) -> YNode:
     if isinstance(node, yaml.SequenceNode):
         return YSeq(loc, [_convert(item, path, lines) for item in node.value])
     assert isinstance(node, yaml.ScalarNode)
-    value = _constructor.construct_object(node)
+    try:
+        value = _constructor.construct_object(node)
+    except ValueError:  # looks like a timestamp but is not a real date (2024-02-30)
+        value = node.value  # kept as text, so the key's reader reports it with its location
     return YScalar(loc, value, _content_location(node, loc, lines))
 
 

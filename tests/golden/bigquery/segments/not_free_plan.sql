@@ -1,0 +1,12 @@
+-- segment: not_free_plan (segments/core.yml:35)
+-- entity: customer | kind: - | parent: all_customers
+-- definition: 858517dec3dc5196 | as_of: 2024-06-30 | target: bq (bigquery)
+SELECT DISTINCT
+  customer_id
+FROM `acme-prod`.segments.customer_features
+WHERE
+  NOT (
+    (
+      plan = 'free'
+    ) IS TRUE
+  );

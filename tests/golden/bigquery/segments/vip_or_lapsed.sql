@@ -1,0 +1,23 @@
+-- segment: vip_or_lapsed (segments/core.yml:48)
+-- entity: customer | kind: - | parent: -
+-- definition: 9366700821aa5702 | as_of: 2024-06-30 | target: bq (bigquery)
+SELECT DISTINCT
+  customer_id
+FROM `acme-prod`.segments.customer_features
+WHERE
+  (
+    (
+      (
+        orders_90d > 0
+      ) IS TRUE AND (
+        lifetime_revenue >= 300
+      ) IS TRUE
+    )
+    OR (
+      NOT (
+        (
+          days_since_last_order <= 30
+        ) IS TRUE
+      )
+    )
+  );

@@ -1,0 +1,10 @@
+-- segment: high_aov (segments/lifecycle.yml:4)
+-- entity: customer | kind: - | parent: -
+-- definition: aa9cb6d9dcb85d84 | as_of: 2024-06-30 | target: local (duckdb)
+SELECT DISTINCT
+  customer_id
+FROM segments.customer_features
+WHERE
+  (
+    avg_order_value >= 200
+  ) IS TRUE;

@@ -1,0 +1,201 @@
+"""The command line end to end: init -> validate -> run -> list / show / compile, exit codes.
+
+The starter project (`segsql init`) has 5 customers and 6 orders, as_of 2024-06-30, so the 90-day
+window is (2024-04-01, 2024-06-30]:
+
+    customer 1 DE: orders 2024-06-01 120, 2023-06-01 30       -> active, lifetime 150
+    customer 2 US: order 2024-05-15 45.50                     -> active, lifetime 45.50
+    customer 3 FR: order 2023-12-24 80                        -> not active
+    customer 4 GB: orders 2024-06-29 23:59 15, 2024-07-02 500 -> active, lifetime 15 (500 is later)
+    customer 5 US: no order                                   -> not active
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import Invoke, copy_example, example_missing_reason
+from typer.testing import CliRunner, Result
+
+from segsql.cli import app
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def assert_user_error(result: Result, code: int, *phrases: str) -> None:
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    for phrase in phrases:
+        assert phrase in result.output, f"{phrase!r} not in:\n{result.output}"
+
+
+def members(database: Path, relation: str) -> set[int]:
+    with duckdb.connect(str(database), read_only=True) as connection:
+        return {
+            row[0] for row in connection.execute(f"SELECT customer_id FROM {relation}").fetchall()
+        }
+
+
+def counts(output: str) -> dict[str, int]:
+    return {row["segment"]: row["members"] for row in json.loads(output)["segments"]}
+
+
+def test_init_validate_run_list_show_compile(tmp_path: Path, segsql_cli: Invoke) -> None:
+    project = tmp_path / "shop"
+    ok(CliRunner().invoke(app, ["init", str(project)]))
+    assert (project / "segsql.yml").is_file()
+
+    assert "OK: 3 segments, 1 entities, 2 features" in ok(segsql_cli(project, "validate"))
+
+    report = json.loads(ok(segsql_cli(project, "run", "--format", "json")))
+    assert report["as_of"] == "2024-06-30"
+    rows = {row["segment"]: row for row in report["segments"]}
+    # active: 1, 2, 4; big spenders (lifetime >= 100): 1; in Europe: 1 (DE) and 4 (GB)
+    assert {name: row["members"] for name, row in rows.items()} == {
+        "active": 3,
+        "active_big_spenders": 1,
+        "active_in_europe": 2,
+    }
+    assert rows["active"]["share_of_entity"] == 0.6  # 3 of 5 customers
+    assert rows["active_in_europe"]["share_of_parent"] == round(2 / 3, 4)
+    database = project / "my_project.duckdb"
+    assert members(database, "segments.active") == {1, 2, 4}
+    assert members(database, "segments.active_in_europe") == {1, 4}
+
+    listed = json.loads(ok(segsql_cli(project, "list", "--format", "json")))
+    assert [row["name"] for row in listed] == ["active", "active_big_spenders", "active_in_europe"]
+    assert listed[1]["parent"] == "active"
+    assert listed[1]["file"] == "segments/customers.yml:29"
+
+    # `show` prints a paste-ready query (feature relation inlined): run it on the database as is.
+    shown = ok(segsql_cli(project, "show", "active_big_spenders", "--target", "duckdb"))
+    assert shown.startswith("-- segment: active_big_spenders (segments/customers.yml:29)")
+    with duckdb.connect(str(database), read_only=True) as connection:
+        assert {row[0] for row in connection.execute(shown).fetchall()} == {1}
+    assert "`my-gcp-project`.segments" not in shown
+    shown_bq = ok(segsql_cli(project, "show", "active", "--target", "bq", "--relation"))
+    assert "FROM `my-gcp-project`.segments.customer_features" in shown_bq
+
+    ok(segsql_cli(project, "compile", "--target", "pg"))
+    compiled = project / "target" / "compiled" / "pg"
+    assert sorted(p.name for p in (compiled / "segments").iterdir()) == [
+        "active.sql",
+        "active_big_spenders.sql",
+        "active_in_europe.sql",
+    ]
+    manifest = json.loads((project / "target" / "manifest.json").read_text())
+    assert manifest["targets"] == {"pg": "postgres"}
+    assert manifest["segments"]["active_in_europe"]["parent"] == "active"
+
+
+def test_run_as_of_changes_members(starter_project: Path, segsql_cli: Invoke) -> None:
+    # at 2024-07-02 customer 4's order of 500 counts: lifetime 515 -> a big spender with 1
+    later = counts(ok(segsql_cli(starter_project, "run", "--as-of", "2024-07-02", "-f", "json")))
+    assert later == {"active": 3, "active_big_spenders": 2, "active_in_europe": 2}
+    # at 2024-09-30 the window is (07-02, 09-30]: nobody ordered in it
+    empty = counts(ok(segsql_cli(starter_project, "run", "--as-of", "2024-09-30", "-f", "json")))
+    assert empty == {"active": 0, "active_big_spenders": 0, "active_in_europe": 0}
+
+
+def test_run_select_runs_only_the_selection(starter_project: Path, segsql_cli: Invoke) -> None:
+    output = ok(segsql_cli(starter_project, "run", "--select", "active_in_europe", "-f", "json"))
+    assert counts(output) == {"active_in_europe": 2}
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "compile"])
+def test_bad_as_of_date_exits_2(starter_project: Path, segsql_cli: Invoke, command: str) -> None:
+    result = segsql_cli(starter_project, command, "--as-of", "2024-13-01")
+    assert_user_error(result, 2, "invalid date '2024-13-01'", "YYYY-MM-DD")
+    assert not (starter_project / "target").exists()
+
+
+def test_unknown_target_exits_2_with_a_hint(starter_project: Path, segsql_cli: Invoke) -> None:
+    result = segsql_cli(starter_project, "compile", "--target", "postgress")
+    assert_user_error(result, 2, "unknown target 'postgress'", "did you mean 'postgres'")
+    assert not (starter_project / "target").exists()
+
+
+def test_unknown_segment_and_selector_exit_2(starter_project: Path, segsql_cli: Invoke) -> None:
+    assert_user_error(segsql_cli(starter_project, "show", "activ"), 2, "did you mean 'active'")
+    result = segsql_cli(starter_project, "list", "--select", "tagg:core")
+    assert_user_error(result, 2, "unknown selector method 'tagg:'", "did you mean 'tag'")
+
+
+def test_outside_a_project_exits_2(tmp_path: Path, segsql_cli: Invoke) -> None:
+    assert_user_error(segsql_cli(tmp_path, "validate"), 2, "no segsql.yml found", "segsql init")
+
+
+def test_init_refuses_an_existing_project(starter_project: Path) -> None:
+    result = CliRunner().invoke(app, ["init", str(starter_project)])
+    assert_user_error(result, 2, "already exists")
+
+
+def test_missing_table_is_a_runtime_error(starter_project: Path, segsql_cli: Invoke) -> None:
+    # the orders seed is gone, so the feature relation reads a table DuckDB does not have
+    (starter_project / "data" / "orders.csv").unlink()
+    result = segsql_cli(starter_project, "run")
+    assert_user_error(result, 1, "runtime error: DuckDB failed", "orders", "nothing was changed")
+
+
+def test_runtime_error_keeps_the_previous_objects(
+    starter_project: Path, segsql_cli: Invoke
+) -> None:
+    ok(segsql_cli(starter_project, "run"))
+    with duckdb.connect(str(starter_project / "my_project.duckdb")) as connection:
+        # the table exists (so no seed reloads it) but lacks a column the features read
+        connection.execute("ALTER TABLE orders RENAME COLUMN amount TO total")
+    result = segsql_cli(starter_project, "run", "--as-of", "2024-07-02")
+    assert_user_error(result, 1, "DuckDB failed", "amount")
+    # the failed deploy rolled back: the views still show the members of the earlier run
+    assert members(starter_project / "my_project.duckdb", "segments.active_big_spenders") == {1}
+
+
+def test_debug_shows_the_traceback(starter_project: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["--project-dir", str(starter_project), "--debug", "compile", "--target", "nope"]
+    )
+    assert result.exit_code != 0
+    assert type(result.exception).__name__ == "SpecError"
+
+
+# ---------------------------------------------------------------------------------------------
+# the example project at the repo root (skipped while it is being written)
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One copy of the example project for the module, compiled for its default target."""
+    reason = example_missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    root = copy_example(tmp_path_factory.mktemp("example") / "shop")
+    ok(CliRunner().invoke(app, ["--project-dir", str(root), "compile"]))
+    return root
+
+
+def test_example_project_validates_and_runs(example: Path, segsql_cli: Invoke) -> None:
+    ok(segsql_cli(example, "validate"))
+    report = json.loads(ok(segsql_cli(example, "run", "--format", "json")))
+    manifest = json.loads((example / "target" / "manifest.json").read_text())
+    assert {row["segment"] for row in report["segments"]} == set(manifest["segments"])
+    assert any(row["members"] > 0 for row in report["segments"])
+
+
+def test_example_project_covers_the_format(example: Path) -> None:
+    """Issue #2: every segment kind, nesting at least 3 deep, union/intersect/exclude."""
+    segments = json.loads((example / "target" / "manifest.json").read_text())["segments"]
+    kinds = {s["kind"] for s in segments.values()}
+    assert kinds >= {
+        "demographic", "geographic", "behavioral", "psychographic", "value", "needs",
+        "firmographic", "technographic", "lifecycle",
+    }  # fmt: skip
+    assert max(s["depth"] for s in segments.values()) >= 3
+    for operation in ("union", "intersect", "exclude"):
+        assert any(s[operation] for s in segments.values()), f"no segment uses {operation}"

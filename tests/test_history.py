@@ -1,0 +1,706 @@
+"""Segment history: snapshots, growth and flows on DuckDB, checked against hand-computed histories.
+
+The fixture is a tiny lifecycle project (active / lapsed / prospect, and `repeat` under active)
+over four customers and six orders. The expected memberships are computed in plain Python from
+the same rows (`expected_members`), and the key dates are also spelled out by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlglot import exp
+from typer.testing import CliRunner
+
+from segsql.cli import app
+from segsql.emit import resolve_target
+from segsql.errors import ExecutionError, SpecError
+from segsql.history import (
+    Every,
+    backfill,
+    compiler_for,
+    flows,
+    growth,
+    snapshot_dates,
+)
+from segsql.history_plot import render_svg, series_of
+from segsql.load import load_project
+from segsql.postgres import PostgresRunner, load_seeds_postgres
+from segsql.run import DuckDBRunner, load_seeds
+
+pytest_plugins = ["pg_server"]  # the `pg_database` fixture: a fresh database on a real server
+
+D = dt.date
+WINDOW_DAYS = 30
+SEGMENTS = ("active", "lapsed", "prospect", "repeat")
+MONTH_ENDS = [D(2024, 1, 31), D(2024, 2, 29), D(2024, 3, 31), D(2024, 4, 30)]
+
+CUSTOMERS = [  # customer_id, signup_at
+    (1, D(2023, 6, 1)),
+    (2, D(2023, 6, 1)),
+    (3, D(2024, 2, 10)),  # does not exist before 2024-02-10
+    (4, D(2023, 1, 1)),  # never orders
+]
+ORDERS = [  # order_id, customer_id, ordered_at, code
+    (1, 1, D(2024, 1, 1), "1"),
+    (2, 1, D(2024, 3, 15), "2"),
+    (3, 2, D(2023, 12, 20), "3"),
+    (4, 3, D(2024, 2, 20), "4"),
+    (5, 3, D(2024, 2, 25), "5"),
+    (6, 2, D(2024, 4, 10), "6"),
+]
+
+SEGMENTS_YML = """
+tables:
+  - name: customers
+    columns: {customer_id: KEYTYPE, signup_at: date}
+  - name: orders
+    columns: {order_id: bigint, customer_id: KEYTYPE, ordered_at: date, code: varchar}
+entities:
+  - name: customer
+    table: customers
+    key: customer_id
+    time: signup_at
+    features:
+      - name: recent_orders
+        from: {table: orders, key: customer_id, time: ordered_at}
+        expr: count(*)
+        window: 30 days
+        default: 0
+      - name: lifetime_orders
+        from: {table: orders, key: customer_id, time: ordered_at}
+        expr: count(*)
+        default: 0
+      - name: code_total
+        from: {table: orders, key: customer_id, time: ordered_at}
+        expr: sum(cast(code as integer))
+        default: 0
+segments:
+  - name: active
+    entity: customer
+    kind: lifecycle
+    where: recent_orders > 0
+  - name: lapsed
+    entity: customer
+    kind: lifecycle
+    where: [lifetime_orders > 0, recent_orders = 0]
+  - name: prospect
+    entity: customer
+    kind: lifecycle
+    where: [lifetime_orders = 0, code_total = 0]  # code_total: read, so bad codes fail a date
+  - name: repeat
+    parent: active
+    where: lifetime_orders >= 2
+"""
+
+FROZEN_YML = """
+segments:
+  - name: campaign
+    entity: customer
+    where: recent_orders > 0
+    freeze: 2024-02-29
+  - name: campaign_repeat
+    parent: campaign
+    where: lifetime_orders >= 2
+  - name: active_outside_campaign
+    parent: active
+    exclude: [campaign]
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# the fixture project and its expected history, in plain Python
+
+
+def key_of(customer: int, key_type: str) -> int | str:
+    return customer if key_type == "bigint" else f"c{customer}"
+
+
+def write_project(
+    root: Path,
+    key_type: str = "bigint",
+    orders: list[tuple[int, int, dt.date, str]] | None = None,
+    frozen: bool = False,
+) -> Path:
+    (root / "segments").mkdir(parents=True, exist_ok=True)
+    (root / "data").mkdir(exist_ok=True)
+    (root / "segsql.yml").write_text(
+        "name: hist\ndialect: duckdb\nvars: {as_of: '2024-04-30'}\nseeds: data\n"
+        "targets:\n  local: {engine: duckdb, path: hist.duckdb, schema: segments}\n"
+        "default_target: local\n"
+    )
+    (root / "segments" / "lifecycle.yml").write_text(SEGMENTS_YML.replace("KEYTYPE", key_type))
+    if frozen:
+        (root / "segments" / "frozen.yml").write_text(FROZEN_YML)
+    write_seeds(root, key_type, ORDERS if orders is None else orders)
+    return root
+
+
+def write_seeds(root: Path, key_type: str, orders: list[tuple[int, int, dt.date, str]]) -> None:
+    customers = "".join(f"{key_of(c, key_type)},{day}\n" for c, day in CUSTOMERS)
+    (root / "data" / "customers.csv").write_text("customer_id,signup_at\n" + customers)
+    rows = "".join(f"{o},{key_of(c, key_type)},{day},{code}\n" for o, c, day, code in orders)
+    (root / "data" / "orders.csv").write_text("order_id,customer_id,ordered_at,code\n" + rows)
+
+
+def expected_members(day: dt.date, orders: list[tuple[int, int, dt.date, str]] = ORDERS) -> dict:
+    """segment -> set of customers on `day`, straight from the definitions above."""
+    members: dict[str, set[int]] = {name: set() for name in SEGMENTS}
+    start = day - dt.timedelta(days=WINDOW_DAYS)
+    for customer, signup in CUSTOMERS:
+        if signup > day:
+            continue
+        mine = [when for _, c, when, _ in orders if c == customer and when <= day]
+        recent = sum(1 for when in mine if when > start)
+        if recent > 0:
+            members["active"].add(customer)
+            if len(mine) >= 2:
+                members["repeat"].add(customer)
+        elif mine:
+            members["lapsed"].add(customer)
+        else:
+            members["prospect"].add(customer)
+    return members
+
+
+def expected_rows(days: list[dt.date], key_type: str = "bigint") -> set[tuple[str, str, dt.date]]:
+    return {
+        (segment, str(key_of(c, key_type)), day)
+        for day in days
+        for segment, customers in expected_members(day).items()
+        for c in customers
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def open_project(root: Path) -> tuple[DuckDBRunner, Callable[[dt.date], object]]:
+    project = load_project(root)
+    runner = DuckDBRunner(resolve_target(project.config, None), root)
+    load_seeds(runner, project, only_missing=False)
+    return runner, compiler_for(project, {}, runner)
+
+
+def snapshot(root: Path, days: list[dt.date], select: list[str] | None = None) -> None:
+    runner, compile_at = open_project(root)
+    try:
+        backfill(runner, compile_at, days, select)  # type: ignore[arg-type]
+    finally:
+        runner.close()
+
+
+def history_rows(root: Path) -> set[tuple[str, str, dt.date]]:
+    with duckdb.connect(str(root / "hist.duckdb"), read_only=True) as con:
+        rows = con.execute("SELECT segment, entity_key, as_of FROM segments.segment_history")
+        return {(s, k, d) for s, k, d in rows.fetchall()}
+
+
+def history_count(root: Path) -> int:
+    with duckdb.connect(str(root / "hist.duckdb"), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM segments.segment_history").fetchone()[0]
+
+
+def logged_dates(root: Path) -> set[tuple[str, dt.date]]:
+    with duckdb.connect(str(root / "hist.duckdb"), read_only=True) as con:
+        rows = con.execute("SELECT segment, as_of FROM segments.segment_snapshots").fetchall()
+        return {(s, d) for s, d in rows}
+
+
+def cli(root: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["--project-dir", str(root), *args])
+    return result.exit_code, result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# dates
+
+
+def test_snapshot_dates_steps_and_clamps_months() -> None:
+    assert snapshot_dates(D(2024, 1, 31), D(2024, 4, 30), Every.month) == MONTH_ENDS
+    assert snapshot_dates(D(2024, 1, 1), D(2024, 1, 15), Every.week) == [
+        D(2024, 1, 1),
+        D(2024, 1, 8),
+        D(2024, 1, 15),
+    ]
+    assert snapshot_dates(D(2024, 2, 28), D(2024, 3, 1), Every.day) == [
+        D(2024, 2, 28),
+        D(2024, 2, 29),
+        D(2024, 3, 1),
+    ]
+    with pytest.raises(SpecError):
+        snapshot_dates(D(2024, 2, 1), D(2024, 1, 1), Every.day)
+
+
+# ---------------------------------------------------------------------------------------------
+# snapshots
+
+
+def test_hand_computed_month_ends(tmp_path: Path) -> None:
+    """The four month ends, worked out by hand (30-day window: (as_of - 30 days, as_of])."""
+    root = write_project(tmp_path)
+    snapshot(root, MONTH_ENDS)
+    by_hand = {
+        D(2024, 1, 31): {"lapsed": {1, 2}, "prospect": {4}},  # customer 3 does not exist yet
+        D(2024, 2, 29): {"active": {3}, "repeat": {3}, "lapsed": {1, 2}, "prospect": {4}},
+        D(2024, 3, 31): {"active": {1}, "repeat": {1}, "lapsed": {2, 3}, "prospect": {4}},
+        D(2024, 4, 30): {"active": {2}, "repeat": {2}, "lapsed": {1, 3}, "prospect": {4}},
+    }
+    expected = {
+        (segment, str(c), day)
+        for day, members in by_hand.items()
+        for segment, customers in members.items()
+        for c in customers
+    }
+    assert history_rows(root) == expected == expected_rows(MONTH_ENDS)
+    # every (segment, date) is logged, including empty ones (active on 2024-01-31)
+    assert logged_dates(root) == {(s, d) for s in SEGMENTS for d in MONTH_ENDS}
+
+
+def test_window_boundary_entry_and_exit(tmp_path: Path) -> None:
+    """Customer 1's order of 2024-01-01 is in the window on 01-30 and out of it on 01-31."""
+    root = write_project(tmp_path)
+    days = [D(2024, 1, 30), D(2024, 1, 31)]
+    snapshot(root, days)
+    rows = history_rows(root)
+    assert ("active", "1", D(2024, 1, 30)) in rows
+    assert ("active", "1", D(2024, 1, 31)) not in rows
+    assert ("lapsed", "1", D(2024, 1, 31)) in rows
+    assert rows == expected_rows(days)
+
+
+@pytest.mark.parametrize("key_type", ["bigint", "varchar"])
+def test_int_and_string_keys(tmp_path: Path, key_type: str) -> None:
+    root = write_project(tmp_path, key_type=key_type)
+    snapshot(root, MONTH_ENDS)
+    assert history_rows(root) == expected_rows(MONTH_ENDS, key_type)
+
+
+def test_backfill_equals_single_date_snapshots(tmp_path: Path) -> None:
+    days = snapshot_dates(D(2024, 1, 31), D(2024, 12, 31), Every.month)
+    assert len(days) == 12
+    backfilled = write_project(tmp_path / "backfill")
+    snapshot(backfilled, days)
+    one_by_one = write_project(tmp_path / "single")
+    for day in reversed(days):  # order does not matter
+        snapshot(one_by_one, [day])
+    assert history_rows(backfilled) == history_rows(one_by_one) == expected_rows(days)
+
+
+def test_rerun_replaces_and_never_duplicates(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    snapshot(root, MONTH_ENDS)
+    first = history_rows(root)
+    count = history_count(root)
+    snapshot(root, MONTH_ENDS)
+    snapshot(root, [D(2024, 3, 31)])
+    assert history_rows(root) == first
+    assert history_count(root) == count == len(first)
+    # late data for March: re-running 03-31 replaces that date only
+    late = [*ORDERS, (7, 4, D(2024, 3, 30), "7")]
+    write_seeds(root, "bigint", late)
+    snapshot(root, [D(2024, 3, 31)])
+    rows = history_rows(root)
+    assert ("active", "4", D(2024, 3, 31)) in rows
+    assert ("prospect", "4", D(2024, 3, 31)) not in rows
+    assert {r for r in rows if r[2] != D(2024, 3, 31)} == {
+        r for r in first if r[2] != D(2024, 3, 31)
+    }
+    assert history_count(root) == len(rows)
+
+
+def test_crash_mid_backfill_keeps_recorded_dates(tmp_path: Path) -> None:
+    """A date that fails (bad data from 2024-03-15 on) leaves every other date as it was."""
+    root = write_project(tmp_path)
+    snapshot(root, [D(2024, 3, 31)])  # recorded while the data was still good
+    before_march = {r for r in history_rows(root) if r[2] == D(2024, 3, 31)}
+    poisoned = [(o, c, day, "x" if o == 2 else code) for o, c, day, code in ORDERS]
+    write_seeds(root, "bigint", poisoned)
+    with pytest.raises(ExecutionError):
+        snapshot(root, MONTH_ENDS)
+    rows = history_rows(root)
+    # dates before the failure are recorded, the failing date is unchanged, later ones absent
+    assert {r for r in rows if r[2] < D(2024, 3, 1)} == expected_rows(MONTH_ENDS[:2])
+    assert {r for r in rows if r[2] == D(2024, 3, 31)} == before_march
+    assert not any(r[2] == D(2024, 4, 30) for r in rows)
+    assert (("active", D(2024, 4, 30))) not in logged_dates(root)
+
+
+def test_crash_on_fresh_history_leaves_failing_date_absent(tmp_path: Path) -> None:
+    poisoned = [(o, c, day, "x" if o == 2 else code) for o, c, day, code in ORDERS]
+    root = write_project(tmp_path, orders=poisoned)
+    code, _ = cli(
+        root, "snapshot", "--from", "2024-01-31", "--to", "2024-04-30", "--every", "month"
+    )
+    assert code == 1
+    assert history_rows(root) == expected_rows(MONTH_ENDS[:2], "bigint")
+    assert {d for _, d in logged_dates(root)} == set(MONTH_ENDS[:2])
+
+
+def test_select_records_only_selected_segments(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    snapshot(root, MONTH_ENDS, ["active+"])
+    assert {s for s, _, _ in history_rows(root)} == {"active", "repeat"}
+    assert {s for s, _ in logged_dates(root)} == {"active", "repeat"}
+
+
+# ---------------------------------------------------------------------------------------------
+# growth
+
+
+def test_growth_by_hand(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    snapshot(root, MONTH_ENDS)
+    runner, _ = open_project(root)
+    try:
+        rows = growth(runner, ["active", "lapsed"], None, None)
+        ranged = growth(runner, ["lapsed"], D(2024, 3, 1), D(2024, 4, 30))
+    finally:
+        runner.close()
+    table = [
+        (g.segment, g.as_of, g.size, g.previous_size, g.entered, g.exited, g.retained, g.net_growth)
+        for g in rows
+    ]
+    assert table == [
+        ("active", D(2024, 1, 31), 0, None, None, None, None, None),
+        ("active", D(2024, 2, 29), 1, 0, 1, 0, 0, 1),
+        ("active", D(2024, 3, 31), 1, 1, 1, 1, 0, 0),  # 1 came, 3 left
+        ("active", D(2024, 4, 30), 1, 1, 1, 1, 0, 0),  # 2 came, 1 left
+        ("lapsed", D(2024, 1, 31), 2, None, None, None, None, None),
+        ("lapsed", D(2024, 2, 29), 2, 2, 0, 0, 2, 0),
+        ("lapsed", D(2024, 3, 31), 2, 2, 1, 1, 1, 0),
+        ("lapsed", D(2024, 4, 30), 2, 2, 1, 1, 1, 0),
+    ]
+    assert [g.growth_rate for g in rows] == [None, None, 0.0, 0.0, None, 0.0, 0.0, 0.0]
+    # a range still compares its first date with the snapshot before it
+    assert [(g.previous_as_of, g.as_of, g.entered) for g in ranged] == [
+        (D(2024, 2, 29), D(2024, 3, 31), 1),
+        (D(2024, 3, 31), D(2024, 4, 30), 1),
+    ]
+
+
+def test_growth_matches_python_over_history(tmp_path: Path) -> None:
+    """For every segment and pair of consecutive weeks, the SQL agrees with set arithmetic."""
+    root = write_project(tmp_path)
+    days = snapshot_dates(D(2024, 1, 5), D(2024, 5, 3), Every.week)
+    snapshot(root, days)
+    runner, _ = open_project(root)
+    try:
+        rows = growth(runner, list(SEGMENTS), None, None)
+    finally:
+        runner.close()
+    by_key = {(g.segment, g.as_of): g for g in rows}
+    for segment in SEGMENTS:
+        for previous, day in itertools.pairwise(days):
+            before, now = expected_members(previous)[segment], expected_members(day)[segment]
+            g = by_key[(segment, day)]
+            assert (g.size, g.previous_size) == (len(now), len(before))
+            assert (g.entered, g.exited, g.retained) == (
+                len(now - before),
+                len(before - now),
+                len(now & before),
+            )
+            rate = (len(now) - len(before)) / len(before) if before else None
+            assert g.growth_rate == rate
+
+
+def test_growth_cli_formats_and_plot(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    code, _ = cli(
+        root, "snapshot", "--from", "2024-01-31", "--to", "2024-04-30", "--every", "month"
+    )
+    assert code == 0
+    code, text = cli(root, "growth", "active", "--format", "json")
+    assert code == 0
+    data = json.loads(text)
+    assert [(r["as_of"], r["size"], r["entered"]) for r in data] == [
+        ("2024-01-31", 0, None),
+        ("2024-02-29", 1, 1),
+        ("2024-03-31", 1, 1),
+        ("2024-04-30", 1, 1),
+    ]
+    code, text = cli(root, "growth", "lapsed", "--format", "csv", "--from", "2024-04-01")
+    assert text.splitlines() == [
+        "segment,previous_as_of,as_of,size,previous_size,entered,exited,retained,net_growth,growth_rate",
+        "lapsed,2024-03-31,2024-04-30,2,2,1,1,1,0,0.0",
+    ]
+    svg = tmp_path / "growth.svg"
+    code, _ = cli(root, "growth", "--plot", str(svg), "--format", "csv")
+    assert code == 0
+    text = svg.read_text()
+    assert text.startswith("<svg") and text.count("<polyline") == len(SEGMENTS)
+    code, _ = cli(root, "growth", "--plot", str(tmp_path / "g.gif"))
+    assert code == 2
+
+
+def test_growth_without_history_is_a_runtime_error(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    code, _ = cli(root, "growth")
+    assert code == 1
+
+
+def test_svg_points_scale_with_sizes() -> None:
+    from segsql.history import Growth
+
+    rows = [
+        Growth("a", None, D(2024, 1, 1), 0, None, None, None, None, None, None),
+        Growth("a", None, D(2024, 1, 11), 10, None, None, None, None, None, None),
+    ]
+    svg = render_svg(series_of(rows))
+    # x spans the plot width, y goes from the bottom axis (0) to the top (axis max 10)
+    assert 'points="70.0,350.0 580.0,30.0"' in svg
+
+
+# ---------------------------------------------------------------------------------------------
+# flows
+
+
+def test_flows_between_lifecycle_stages(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    snapshot(root, MONTH_ENDS)
+    runner, _ = open_project(root)
+    stages = ["active", "lapsed", "prospect"]
+    try:
+        march_april = flows(runner, stages, D(2024, 3, 31), D(2024, 4, 30))
+        jan_feb = flows(runner, stages, D(2024, 1, 31), D(2024, 2, 29))
+        active_only = flows(runner, ["active"], D(2024, 2, 29), D(2024, 3, 31))
+    finally:
+        runner.close()
+    assert march_april.counts == {
+        ("active", "lapsed"): 1,  # customer 1
+        ("lapsed", "active"): 1,  # customer 2
+        ("lapsed", "lapsed"): 1,  # customer 3
+        ("prospect", "prospect"): 1,
+    }
+    assert jan_feb.counts == {
+        (None, "active"): 1,  # customer 3 signed up and ordered: entered from none
+        ("lapsed", "lapsed"): 2,
+        ("prospect", "prospect"): 1,
+    }
+    assert active_only.counts == {("active", None): 1, (None, "active"): 1}
+
+
+def test_flows_cli_and_missing_snapshot(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    snapshot(root, MONTH_ENDS)
+    code, text = cli(
+        root, "flows", "--from", "2024-03-31", "--to", "2024-04-30", "--format", "json"
+    )
+    assert code == 0
+    (matrix,) = json.loads(text)  # default: the siblings active/lapsed/prospect (repeat is alone)
+    assert matrix["segments"] == ["active", "lapsed", "prospect"]
+    moved = {(f["from"], f["to"]): f["members"] for f in matrix["flows"] if f["members"]}
+    assert moved == {
+        ("active", "lapsed"): 1,
+        ("lapsed", "active"): 1,
+        ("lapsed", "lapsed"): 1,
+        ("prospect", "prospect"): 1,
+    }
+    code, _ = cli(root, "flows", "--from", "2024-03-30", "--to", "2024-04-30")
+    assert code == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# freeze
+
+
+def test_freeze_keeps_membership_of_freeze_date(tmp_path: Path) -> None:
+    root = write_project(tmp_path, frozen=True)
+    snapshot(root, MONTH_ENDS[2:])  # the freeze date (02-29) is recorded first, on its own
+    rows = history_rows(root)
+    frozen = {(s, k, d) for s, k, d in rows if s.startswith("campaign")}
+    assert frozen == {
+        ("campaign", "3", D(2024, 2, 29)),  # only the frozen segment is recorded on its date
+        ("campaign", "3", D(2024, 3, 31)),  # 3 is no longer active, but the campaign is frozen
+        ("campaign_repeat", "3", D(2024, 3, 31)),
+        ("campaign", "3", D(2024, 4, 30)),
+        ("campaign_repeat", "3", D(2024, 4, 30)),
+    }
+    # late data for February does not change a recorded freeze, even re-running its date
+    write_seeds(root, "bigint", [*ORDERS, (7, 4, D(2024, 2, 28), "7")])
+    snapshot(root, [D(2024, 2, 29), D(2024, 4, 30)])
+    rows = history_rows(root)
+    assert {(k, d) for s, k, d in rows if s == "campaign"} == {
+        ("3", D(2024, 2, 29)),
+        ("3", D(2024, 3, 31)),
+        ("3", D(2024, 4, 30)),
+    }
+    assert ("active", "4", D(2024, 2, 29)) in rows  # live segments do see the late order
+    # a segment excluding the frozen one excludes the frozen audience (3), not today's `active`
+    assert {(k, d) for s, k, d in rows if s == "active_outside_campaign"} == {
+        ("4", D(2024, 2, 29)),
+        ("1", D(2024, 3, 31)),
+        ("2", D(2024, 4, 30)),
+    }
+
+
+def test_freeze_before_the_date_is_live(tmp_path: Path) -> None:
+    root = write_project(tmp_path, frozen=True)
+    snapshot(root, [D(2024, 1, 30)])
+    assert {(s, k) for s, k, _ in history_rows(root) if s == "campaign"} == {("campaign", "1")}
+
+
+def test_invalid_freeze_date_is_a_spec_error(tmp_path: Path) -> None:
+    root = write_project(tmp_path, frozen=True)
+    frozen = root / "segments" / "frozen.yml"
+    frozen.write_text(frozen.read_text().replace("2024-02-29", "2024-02-30"))
+    code, _ = cli(root, "validate")
+    assert code == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# compiled scripts
+
+
+def test_compiled_snapshot_script_runs_and_matches(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p")
+    code, _ = cli(root, "compile", "--as-of", "2024-03-31")
+    assert code == 0
+    script = (root / "target" / "compiled" / "local" / "snapshot.sql").read_text()
+    with duckdb.connect(str(tmp_path / "script.duckdb")) as con:
+        con.execute(f"SET file_search_path = '{root}'")
+        for table in ("customers", "orders"):
+            con.execute(
+                f"CREATE TABLE {table} AS SELECT * FROM read_csv_auto('{root}/data/{table}.csv')"
+            )
+        con.execute(script)
+        con.execute(script)  # re-running replaces
+        rows = con.execute("SELECT segment, entity_key, as_of FROM segments.segment_history")
+        assert set(rows.fetchall()) == expected_rows([D(2024, 3, 31)])
+
+
+def test_bigquery_snapshot_is_delete_insert_in_one_transaction(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    (root / "segsql.yml").write_text(
+        (root / "segsql.yml")
+        .read_text()
+        .replace(
+            "default_target: local",
+            "  bq: {engine: bigquery, project: acme, dataset: seg}\ndefault_target: local",
+        )
+    )
+    code, _ = cli(root, "compile", "--target", "bq")
+    assert code == 0
+    script = (root / "target" / "compiled" / "bq" / "snapshot.sql").read_text()
+    begin, delete = (
+        script.index("BEGIN TRANSACTION;"),
+        script.index("DELETE FROM acme.seg.segment_history"),
+    )
+    insert, commit = (
+        script.index("INSERT INTO acme.seg.segment_history"),
+        script.index("COMMIT TRANSACTION;"),
+    )
+    assert begin < delete < insert < commit
+    assert "CAST(customer_id AS STRING)" in script
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL: the same history as DuckDB
+
+
+@pytest.mark.parametrize("key_type", ["bigint", "varchar"])
+def test_postgres_history_equals_duckdb(tmp_path: Path, pg_database: str, key_type: str) -> None:
+    """The same backfill (with a frozen segment and a re-run) on both engines, row for row."""
+    days = snapshot_dates(D(2024, 1, 31), D(2024, 12, 31), Every.month)
+    root = write_project(tmp_path, key_type=key_type, frozen=True)
+    snapshot(root, days)
+    project = load_project(root)
+    runner = PostgresRunner(resolve_target(project.config, "postgres"), pg_database)
+    try:
+        load_seeds_postgres(runner, project)
+        compile_at = compiler_for(project, {}, runner)
+        backfill(runner, compile_at, days, None)
+        backfill(runner, compile_at, days[:3], None)  # re-run: replaced, not duplicated
+        rows = runner.query(
+            exp.select("segment", "entity_key", "as_of").from_(
+                runner.target.relation("segment_history")
+            )
+        )
+        pg_growth = growth(runner, [*SEGMENTS, "campaign"], None, None)
+        pg_flows = flows(runner, ["active", "lapsed", "prospect"], days[2], days[3])
+    finally:
+        runner.close()
+    assert len(rows) == len(set(rows))
+    assert set(rows) == history_rows(root)
+    duck, _ = open_project(root)
+    try:
+        assert pg_growth == growth(duck, [*SEGMENTS, "campaign"], None, None)
+        assert pg_flows == flows(duck, ["active", "lapsed", "prospect"], days[2], days[3])
+    finally:
+        duck.close()
+
+
+def test_snapshot_cli_prints_sizes_and_refuses_bad_dates(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    code, text = cli(
+        root, "snapshot", "--from", "2024-01-31", "--to", "2024-02-29", "--every", "month"
+    )
+    assert code == 0
+    cells = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+        for line in text.splitlines()
+        if line.startswith("│")
+    }
+    # columns: active, lapsed, prospect, repeat (project order)
+    assert cells == {"2024-01-31": ["0", "2", "1", "0"], "2024-02-29": ["1", "2", "1", "1"]}
+    assert cli(root, "snapshot", "--from", "2024-01-31")[0] == 2
+    assert (
+        cli(
+            root, "snapshot", "--as-of", "2024-01-31", "--from", "2024-01-01", "--to", "2024-01-31"
+        )[0]
+        == 2
+    )
+    assert cli(root, "snapshot", "--as-of", "2024-13-01")[0] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# random data: history equals the plain-Python model on every date
+
+
+DAY_OFFSETS = st.integers(min_value=0, max_value=200)  # days after 2023-12-01
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    order_days=st.lists(st.tuples(st.integers(1, 4), DAY_OFFSETS), max_size=12),
+    snapshot_days=st.lists(DAY_OFFSETS, min_size=1, max_size=5, unique=True),
+)
+def test_random_histories_match_the_model(
+    tmp_path_factory: pytest.TempPathFactory,
+    order_days: list[tuple[int, int]],
+    snapshot_days: list[int],
+) -> None:
+    start = D(2023, 12, 1)
+    orders = [
+        (number, customer, start + dt.timedelta(days=offset), str(number))
+        for number, (customer, offset) in enumerate(order_days, start=1)
+    ]
+    days = sorted(start + dt.timedelta(days=offset) for offset in snapshot_days)
+    root = write_project(tmp_path_factory.mktemp("random"), orders=orders)
+    snapshot(root, days)
+    expected = {
+        (segment, str(c), day)
+        for day in days
+        for segment, customers in expected_members(day, orders).items()
+        for c in customers
+    }
+    assert history_rows(root) == expected
+    runner, _ = open_project(root)
+    try:
+        sizes = {(g.segment, g.as_of): g.size for g in growth(runner, list(SEGMENTS), None, None)}
+    finally:
+        runner.close()
+    assert sizes == {
+        (s, day): len(expected_members(day, orders)[s]) for s in SEGMENTS for day in days
+    }

@@ -1,0 +1,122 @@
+"""Rendering: the Jinja sandbox, strict names, macros (stdlib and project), var() and windows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from segsql.errors import Location, SpecError
+from segsql.model import Expr
+from segsql.render import Renderer
+
+AS_OF = dt.date(2024, 6, 30)
+HERE = Location(Path("segments/x.yml"), 4, 12)
+
+
+def render(text: str, macro_files: tuple[Path, ...] = (), **variables: object) -> str:
+    renderer = Renderer(macro_files, {"as_of": AS_OF.isoformat(), **variables}, AS_OF)
+    return renderer.render(Expr(text, HERE)).text
+
+
+def render_error(text: str, **variables: object) -> SpecError:
+    with pytest.raises(SpecError) as caught:
+        render(text, **variables)
+    assert caught.value.location == HERE  # errors point at the expression
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ ''.__class__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ joiner.__init__.__globals__['os'] }}",
+        "{{ lipsum.__globals__ }}",
+        "{{ namespace.__init__.__globals__ }}",
+        "{{ var.__self__ }}",
+        "{{ days_since._func.__globals__ }}",
+        "{{ (1).__class__.__base__ }}",
+    ],
+)
+def test_sandbox_refuses_internals(template: str) -> None:
+    error = render_error(template)
+    assert error.message.startswith("unsafe template")
+    assert error.hint == "templates may only call macros, var() and use as_of"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% for c in ''.__class__.__mro__ %}{{ c }}{% endfor %}",
+        "{{ ''|attr('__class__') }}",
+    ],
+)
+def test_sandbox_refuses_indirect_access(template: str) -> None:
+    assert "unsafe" in render_error(template).message
+
+
+def test_unknown_names_are_errors_with_a_suggestion() -> None:
+    error = render_error("{{ days_sinc('x') }}")
+    assert error.message == "unknown macro or variable: 'days_sinc' is undefined"
+    assert error.hint == "did you mean 'days_since'?"
+    assert "undefined" in render_error("{{ nothing_like_it }}").message
+
+
+def test_plain_sql_is_untouched() -> None:
+    assert render("a   >   1") == "a   >   1"
+
+
+def test_as_of_var_and_window_start() -> None:
+    assert render("'{{ as_of }}'") == "'2024-06-30'"
+    assert render("x >= {{ var('threshold') }}", threshold=300) == "x >= 300"
+    assert render("x >= {{ var('missing', 5) }}") == "x >= 5"
+    # 90 days before 2024-06-30 is 2024-04-01 (the excluded bound); months clamp to month ends
+    assert render("{{ window_start('90 days') }}") == "2024-04-01"
+    assert render("{{ window_start('4 months') }}") == "2024-02-29"
+    assert render("{{ window_start('1 year') }}") == "2023-06-30"
+
+
+def test_missing_var_names_the_closest() -> None:
+    error = render_error("{{ var('treshold') }}", threshold=1)
+    assert error.message == "var('treshold') is not set"
+    assert error.hint == "did you mean 'threshold'?"
+
+
+def test_stdlib_macros_expand() -> None:
+    assert render("{{ days_since('max(ordered_at)') }}") == (
+        "segsql_days_between(max(ordered_at), DATE '2024-06-30')"
+    )
+    assert render("{{ in_window('t', '30 days') }}") == (
+        "(CAST(t AS DATE) > DATE '2024-05-31' AND CAST(t AS DATE) <= DATE '2024-06-30')"
+    )
+
+
+def test_project_macro_overrides_the_stdlib(tmp_path: Path) -> None:
+    macros = tmp_path / "macros.sql"
+    macros.write_text(
+        "{% macro days_since(col) %}my_days({{ col }}){% endmacro %}\n"
+        "{% macro doubled(col) %}2 * {{ days_since(col) }}{% endmacro %}\n"
+    )
+    assert render("{{ days_since('x') }}", (macros,)) == "my_days(x)"
+    assert render("{{ doubled('x') }}", (macros,)) == "2 * my_days(x)"  # macros call each other
+    assert render("{{ safe_divide('a', 'b') }}", (macros,)).startswith(
+        "CAST(a AS"
+    )  # the rest stays
+
+
+def test_macro_errors_are_spec_errors(tmp_path: Path) -> None:
+    error = render_error("{{ days_since() }}")
+    assert error.message.startswith(("Jinja error", "unknown macro or variable"))
+    broken = tmp_path / "broken.sql"
+    broken.write_text("{% macro oops(x) %}\n{{ x \n{% endmacro %}\n")
+    with pytest.raises(SpecError) as caught:
+        render("1", (broken,))
+    assert caught.value.message.startswith("Jinja syntax error in macro file")
+    assert caught.value.location is not None and caught.value.location.path == broken
+
+
+def test_jinja_syntax_error_in_an_expression() -> None:
+    assert render_error("{{ var('x' }}").message.startswith("Jinja syntax error")
