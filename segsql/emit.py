@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,20 +109,59 @@ def _check_file_sources(entity: Entity, target: Target) -> None:
             )
 
 
+class Lowering:
+    """Membership predicates for one target, each distinct term lowered once.
+
+    build.py shares a parent's terms with its children, so lowering (or copying) a segment's
+    whole predicate repeats every ancestor's work in every descendant: most of a compile's time
+    at 1,000 segments. Here each term object is lowered once per target, and each predicate is a
+    fresh AND over the shared lowered terms. Those trees are only ever printed, never rewritten
+    in place (`to_sql` copies a tree before it changes names), so sharing subtrees is safe.
+    """
+
+    def __init__(self, target: Target):
+        self.target = target
+        self._lowered: dict[int, tuple[exp.Expr, exp.Expr]] = {}  # id(term) -> (term, lowered)
+        self._lowered_ids: set[int] = set()
+
+    def term(self, term: exp.Expr) -> exp.Expr:
+        """The term in the target's form, reserved names quoted (the original is kept alive so
+        its id stays unique)."""
+        found = self._lowered.get(id(term))
+        if found is None:
+            engine = self.target.engine
+            lowered = _quote_reserved(lower_portable(term, engine), engine, in_place=True)
+            found = (term, lowered)
+            self._lowered[id(term)] = found
+            self._lowered_ids.add(id(lowered))
+        return found[1]
+
+    def is_lowered(self, node: exp.Expr) -> bool:
+        """Whether `node` is one of the lowered terms (so `to_sql` need not walk into it)."""
+        return id(node) in self._lowered_ids
+
+    def predicate(self, segment: Segment) -> exp.Expr:
+        terms = [self.term(t) for t in segment.terms]
+        return exp.and_(*terms, copy=False) if terms else exp.true()
+
+
 def segment_query(
-    segment: Segment, entity: Entity, target: Target, standalone: bool = False
+    segment: Segment,
+    entity: Entity,
+    target: Target,
+    standalone: bool = False,
+    lowering: Lowering | None = None,
 ) -> exp.Select:
     """SELECT DISTINCT key FROM <feature relation> WHERE <membership>.
 
     `standalone` inlines the feature relation as a CTE, for pasting into a warehouse console.
+    `lowering` shares lowered terms with the target's other queries (see `Lowering`).
     """
     source: exp.Expr = (
         exp.to_table(entity.relation_name) if standalone else target.relation(entity.relation_name)
     )
-    # `segment.predicate` is a fresh tree (it inlines every ancestor's terms): lower it in place
-    # and hand it to the query, rather than copying it twice more.
-    predicate = lower_portable(segment.predicate, target.engine, copy=False)
-    query = exp.select(exp.column(entity.key)).distinct().from_(source)
+    predicate = (lowering or Lowering(target)).predicate(segment)
+    query = exp.select(exp.column(entity.key)).distinct().from_(source, copy=False)
     query = query.where(predicate, copy=False)
     if standalone:
         features = feature_query(entity, target)
@@ -181,35 +220,56 @@ def deploy_statements(
         statements += replace_statements(
             target, entity.relation_name, feature_query(entity, target), kind
         )
+    lowering = Lowering(target)
     for name in wanted:
         segment = compiled.segments[name]
         query = queries.get(name) if queries else None
         if query is None:
-            query = segment_query(segment, compiled.entities[segment.entity], target)
+            entity = compiled.entities[segment.entity]
+            query = segment_query(segment, entity, target, lowering=lowering)
         statements += replace_statements(target, name, query, segment.definition.materialize)
     return statements
 
 
-def to_sql(expression: exp.Expr, target: Target, copy: bool = True) -> str:
+def to_sql(
+    expression: exp.Expr, target: Target, copy: bool = True, lowering: Lowering | None = None
+) -> str:
     """Pretty SQL for the target. `copy=False` for a tree built only to be printed: sqlglot's
-    defensive copy of it costs more than generating its text."""
-    expression = _quote_reserved(expression, target.engine)
+    defensive copy of it costs more than generating its text. `lowering`: the tree's terms came
+    from it, already quoted, so their (shared) subtrees need no second look."""
+    skip = lowering.is_lowered if lowering else None
+    expression = _quote_reserved(expression, target.engine, in_place=not copy, skip=skip)
     return expression.sql(dialect=target.dialect, pretty=True, copy=copy)
 
 
-def _quote_reserved(expression: exp.Expr, engine: Engine) -> exp.Expr:
+def _quote_reserved(
+    expression: exp.Expr,
+    engine: Engine,
+    in_place: bool = False,
+    skip: Callable[[exp.Expr], bool] | None = None,
+) -> exp.Expr:
     """Quote names that are reserved words on the engine (sqlglot does so for DuckDB and BigQuery
     but not for PostgreSQL). Quoted names are case-sensitive there, so the unquoted name's folded
-    (lower-case) spelling is kept."""
+    (lower-case) spelling is kept. `skip` prunes subtrees known to be done already."""
     reserved = engine.reserved_words
-    if not any(
-        not i.quoted and i.name.lower() in reserved for i in expression.find_all(exp.Identifier)
-    ):
+
+    def unquoted_reserved(tree: exp.Expr) -> list[exp.Identifier]:
+        return [
+            node
+            for node in tree.walk(prune=skip)
+            if isinstance(node, exp.Identifier)
+            and not node.quoted
+            and node.name.lower() in reserved
+        ]
+
+    found = unquoted_reserved(expression)
+    if not found:
         return expression
-    expression = expression.copy()
-    for identifier in expression.find_all(exp.Identifier):
-        if not identifier.quoted and identifier.name.lower() in reserved:
-            identifier.replace(exp.to_identifier(identifier.name.lower(), quoted=True))
+    if not in_place:
+        expression = expression.copy()
+        found = unquoted_reserved(expression)
+    for identifier in found:
+        identifier.replace(exp.to_identifier(identifier.name.lower(), quoted=True))
     return expression
 
 
@@ -264,24 +324,26 @@ def target_files(compiled: CompiledProject, target: Target, segments: list[str])
             + to_sql(feature_query(entity, target), target)
             + ";\n"
         )
+    lowering = Lowering(target)
     queries: dict[str, exp.Select] = {}
     for name in segments:
         segment = compiled.segments[name]
-        query = segment_query(segment, compiled.entities[segment.entity], target)
-        # deploy.sql gets its own copy (cheaper than rebuilding): sqlglot's generator may rewrite
-        # a tree in place, so a tree printed without a copy is never printed twice.
-        queries[name] = query.copy()
+        query = segment_query(segment, compiled.entities[segment.entity], target, lowering=lowering)
+        # deploy.sql wraps the same tree in CREATE VIEW: printing reads a tree, never rewrites it.
+        queries[name] = query
         files[f"segments/{name}.sql"] = (
-            segment_header(compiled, segment, target) + to_sql(query, target, copy=False) + ";\n"
+            segment_header(compiled, segment, target)
+            + to_sql(query, target, copy=False, lowering=lowering)
+            + ";\n"
         )
     deploy = deploy_statements(compiled, target, segments, queries)
     header = f"-- segsql deploy script for project {compiled.project.config.name}, target {target.name} ({target.engine.name}), as_of {compiled.as_of.isoformat()}\n"
     files["deploy.sql"] = (
         header
-        + "".join(to_sql(s, target, copy=False) + ";\n\n" for s in deploy).rstrip("\n")
+        + "".join(to_sql(s, target, False, lowering) + ";\n\n" for s in deploy).rstrip("\n")
         + "\n"
     )
-    files["snapshot.sql"] = snapshot_script(compiled, target, segments)
+    files["snapshot.sql"] = snapshot_script(compiled, target, segments, lowering)
     if compiled.project.kpis:
         from segsql.kpis import kpis_script  # KPIs build on this module
 
@@ -289,13 +351,18 @@ def target_files(compiled: CompiledProject, target: Target, segments: list[str])
     return files
 
 
-def snapshot_script(compiled: CompiledProject, target: Target, segments: list[str]) -> str:
+def snapshot_script(
+    compiled: CompiledProject,
+    target: Target,
+    segments: list[str],
+    lowering: Lowering | None = None,
+) -> str:
     """The history tables and as_of's snapshot (DELETE + INSERT in one transaction)."""
     from segsql.history import compiled_snapshot_statements  # history builds on this module
 
     header = f"-- segsql snapshot of project {compiled.project.config.name} as_of {compiled.as_of.isoformat()}, target {target.name} ({target.engine.name}): re-running replaces that date's history\n"
-    statements = compiled_snapshot_statements(compiled, target, segments)
-    text = "".join(to_sql(s, target, copy=False) + ";\n\n" for s in statements)
+    statements = compiled_snapshot_statements(compiled, target, segments, lowering)
+    text = "".join(to_sql(s, target, False, lowering) + ";\n\n" for s in statements)
     return header + text.rstrip("\n") + "\n"
 
 

@@ -24,8 +24,7 @@ import sqlglot
 from sqlglot import exp
 
 from segsql.build import CompiledProject, Entity, build_project
-from segsql.dialects import lower_portable
-from segsql.emit import Target, feature_query
+from segsql.emit import Lowering, Target, feature_query
 from segsql.errors import SpecError
 from segsql.model import Project
 from segsql.pipeline import effective_vars
@@ -140,9 +139,14 @@ def _key_text(key: str) -> exp.Expr:
 
 
 def plan_snapshot(
-    compiled: CompiledProject, names: Sequence[str], recorded: set[str], target: Target
+    compiled: CompiledProject,
+    names: Sequence[str],
+    recorded: set[str],
+    target: Target,
+    lowering: Lowering | None = None,
 ) -> SnapshotPlan:
-    """Predicates for compiled.as_of: a segment frozen on or before it reads its recorded members.
+    """Predicates for compiled.as_of, in the target's form: a segment frozen on or before it
+    reads its recorded members. `lowering` shares lowered terms with the target's other queries.
 
     `recorded` holds the frozen segments whose freeze date is already in history. On the freeze
     date itself a recorded segment is left as it is (that record is the frozen membership).
@@ -166,7 +170,7 @@ def plan_snapshot(
                 segment.definition.loc,
                 f"snapshot it first: segsql snapshot --as-of {freeze} --select {name}",
             )
-    predicates = _predicates(compiled, lookups)
+    predicates = _predicates(compiled, lookups, lowering or Lowering(target))
     written = tuple(n for n in names if n not in skipped)
     return SnapshotPlan(day, written, predicates)
 
@@ -179,27 +183,31 @@ def _with_ancestors(compiled: CompiledProject, names: Iterable[str]) -> set[str]
     return needed
 
 
-def _predicates(compiled: CompiledProject, lookups: dict[str, exp.Expr]) -> dict[str, exp.Expr]:
-    """Every segment's predicate, with frozen segments replaced by their lookups wherever used.
+def _predicates(
+    compiled: CompiledProject, lookups: dict[str, exp.Expr], lowering: Lowering
+) -> dict[str, exp.Expr]:
+    """Every segment's lowered predicate, with frozen segments replaced by their lookups wherever
+    used. The trees share subtrees (see `emit.Lowering`): they are printed, never rewritten.
 
     build.py inlines a parent's terms into its children, so with a frozen segment the predicates
     are re-assembled here from each segment's own `where` terms and its references.
     """
     if not lookups:
-        return {name: segment.predicate for name, segment in compiled.segments.items()}
+        return {name: lowering.predicate(segment) for name, segment in compiled.segments.items()}
     out: dict[str, exp.Expr] = {}
     for name, segment in compiled.segments.items():
         if name in lookups:
-            out[name] = lookups[name]
+            out[name] = lowering.term(lookups[name])
             continue
         d = segment.definition
-        terms: list[exp.Expr] = [exp.paren(out[d.parent.name].copy())] if d.parent else []
-        terms += [t.copy() for t in segment.own_terms[: len(d.where)]]
+        terms: list[exp.Expr] = [exp.paren(out[d.parent.name])] if d.parent else []
+        terms += [lowering.term(t) for t in segment.own_terms[: len(d.where)]]
         if d.union:
-            terms.append(exp.paren(exp.or_(*[exp.paren(out[r.name].copy()) for r in d.union])))
-        terms += [exp.paren(out[r.name].copy()) for r in d.intersect]
-        terms += [exp.not_(exp.paren(out[r.name].copy())) for r in d.exclude]
-        out[name] = exp.and_(*terms) if terms else exp.true()
+            union = exp.or_(*[exp.paren(out[r.name]) for r in d.union], copy=False)
+            terms.append(exp.paren(union))
+        terms += [exp.paren(out[r.name]) for r in d.intersect]
+        terms += [exp.not_(exp.paren(out[r.name])) for r in d.exclude]
+        out[name] = exp.and_(*terms, copy=False) if terms else exp.true()
     return out
 
 
@@ -256,6 +264,7 @@ def _log_row(compiled: CompiledProject, name: str, day: dt.date) -> exp.Tuple:
         exp.Literal.string(segment.entity),
         _date(day),
         exp.Literal.string(segment.definition.definition_hash),
+        copy=False,  # fresh literals: copying them is most of the cost of 1,000 log rows
     )
 
 
@@ -266,16 +275,17 @@ def members_query(
     relation = entity.relation_name
     parts: list[exp.Query] = []
     for name in names:
-        # The plan's predicates are fresh trees, each read once: lower in place, no copy.
-        predicate = lower_portable(plan.predicates[name], target.engine, copy=False)
+        predicate = plan.predicates[name]  # already lowered for the target
+        # Every node here is fresh, so the builders need not copy (there are 1,000s of parts).
         parts.append(
             exp.select(
-                exp.alias_(exp.Literal.string(name), "segment"),
-                exp.alias_(_key_text(entity.key), "entity_key"),
-                exp.alias_(_date(plan.as_of), "as_of"),
+                exp.alias_(exp.Literal.string(name), "segment", copy=False),
+                exp.alias_(_key_text(entity.key), "entity_key", copy=False),
+                exp.alias_(_date(plan.as_of), "as_of", copy=False),
+                copy=False,
             )
-            .distinct()
-            .from_(relation)
+            .distinct(copy=False)
+            .from_(relation, copy=False)
             .where(predicate, copy=False)
         )
     query = parts[0]
@@ -296,7 +306,10 @@ def transaction(statements: list[exp.Expr]) -> list[exp.Expr]:
 
 
 def compiled_snapshot_statements(
-    compiled: CompiledProject, target: Target, names: Sequence[str]
+    compiled: CompiledProject,
+    target: Target,
+    names: Sequence[str],
+    lowering: Lowering | None = None,
 ) -> list[exp.Expr]:
     """What `segsql compile` writes to snapshot.sql: the history tables, then as_of's snapshot.
 
@@ -308,7 +321,7 @@ def compiled_snapshot_statements(
         for name, segment in compiled.segments.items()
         if segment.definition.freeze is not None and segment.definition.freeze < compiled.as_of
     }
-    plan = plan_snapshot(compiled, names, recorded, target)
+    plan = plan_snapshot(compiled, names, recorded, target, lowering)
     return history_ddl(target) + transaction(snapshot_statements(compiled, target, plan))
 
 
