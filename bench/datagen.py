@@ -2,9 +2,10 @@
 
 Usage::
 
-    python bench/datagen.py --customers N --out DIR [--format csv|parquet] [--seed 42]
+    python bench/datagen.py --customers N --out DIR [--format csv|parquet|duckdb] [--seed 42]
 
-Writes four tables (``accounts``, ``customers``, ``orders``, ``events``) to ``DIR/<table>.<format>``.
+Writes four tables (``accounts``, ``customers``, ``orders``, ``events``) to ``DIR/<table>.<format>``,
+or with ``--format duckdb`` as tables of one DuckDB file, ``DIR/shop.duckdb``.
 Everything is generated inside DuckDB with ``range()`` and a hash-based pseudo-random function, so
 there are no Python loops: 1M customers (~10M orders, ~20M events) takes seconds, and 10M customers
 is a matter of minutes. The same ``--customers``/``--seed`` give byte-identical files (each table is
@@ -459,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--customers", type=int, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("--format", choices=["csv", "parquet", "duckdb"], default="csv")
     p.add_argument("--seed", type=int, default=42)
     args = p.parse_args(argv)
     if args.customers < 1:
@@ -493,10 +494,17 @@ def main(argv: list[str] | None = None) -> int:
         "orders": "SELECT sum(n_orders) FROM cust",
         "events": "SELECT sum(n_events) FROM cust",
     }
+    database = args.out / "shop.duckdb"
+    if args.format == "duckdb":  # one file holding the four tables (replaced, not appended to)
+        database.unlink(missing_ok=True)
+        con.execute(f"ATTACH '{database.as_posix()}' AS generated")
     for table, query in queries.items():
-        path = args.out / f"{table}.{args.format}"
+        path = database if args.format == "duckdb" else args.out / f"{table}.{args.format}"
         t = time.perf_counter()
-        con.execute(f"COPY ({query}) TO '{path.as_posix()}' ({copy_opts})")
+        if args.format == "duckdb":
+            con.execute(f"CREATE TABLE generated.{table} AS {query}")
+        else:
+            con.execute(f"COPY ({query}) TO '{path.as_posix()}' ({copy_opts})")
         (n,) = con.execute(counts[table]).fetchone() or (0,)
         print(
             f"{table:10s} {n:>12,d} rows  {time.perf_counter() - t:6.1f}s  -> {path}",

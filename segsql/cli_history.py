@@ -112,12 +112,24 @@ def snapshot(
         out.print(_sizes_table(sizes(runner, runs), [r.as_of for r in runs], title))
 
 
+DATE_COLUMN = 13  # a date column's width: 10 characters, padding and border
+
+
 def _sizes_table(counts: dict[tuple[str, dt.date], int], days: list[dt.date], title: str) -> Table:
-    """One row per date, one column per segment: what a snapshot run recorded."""
+    """One row per segment, one column per date (the last ones that fit the terminal): what a
+    snapshot run recorded. Projects have more segments than a terminal has columns, so segments
+    are the rows."""
     segments = list(dict.fromkeys(name for name, _ in counts))
-    table = Table("as_of", *segments, title=title)
-    for day in days:
-        table.add_row(str(day), *[_cell("size", counts.get((s, day))) for s in segments])
+    names = max((len(s) for s in segments), default=7) + 4
+    shown = days[-max(1, (out.width - names) // DATE_COLUMN) :]
+    if len(shown) < len(days):
+        title += f" (last {len(shown)} of {len(days)} dates; all of them: segsql growth)"
+    table = Table(title=title)
+    table.add_column("segment", no_wrap=True)
+    for day in shown:
+        table.add_column(str(day), justify="right", no_wrap=True)
+    for segment in segments:
+        table.add_row(segment, *[_cell("size", counts.get((segment, d))) for d in shown])
     return table
 
 

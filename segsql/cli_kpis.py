@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -28,7 +29,8 @@ from segsql.cli import (
     out,
     user_errors,
 )
-from segsql.emit import resolve_target
+from segsql.emit import resolve_target, write_atomic
+from segsql.errors import SpecError
 from segsql.kpis import (
     BASELINE,
     KpiPlan,
@@ -40,7 +42,7 @@ from segsql.kpis import (
     split_values,
 )
 from segsql.load import load_project
-from segsql.overlap import overlap_pairs, overlap_query, plan_overlap
+from segsql.overlap import heatmap_svg, overlap_pairs, overlap_query, plan_overlap
 from segsql.pipeline import effective_vars, parse_vars
 from segsql.run import DuckDBRunner, Runner, load_seeds, open_runner
 from segsql.select import select_segments
@@ -129,10 +131,9 @@ def _print_kpis(
     formats = result_formats(plans)
     kpi_columns = [c for c in columns[4:] if not c.startswith("lift_")]
     lift_columns = [c for c in columns if c.startswith("lift_")]
-    title = f"KPIs on {target} as of {compiled.as_of}"
-    out.print(_table(title, rows, kpi_columns, formats))
+    _print_tables(f"KPIs on {target} as of {compiled.as_of}", rows, kpi_columns, formats)
     if lift_columns:
-        out.print(_table("lift vs parent (KPI / parent KPI)", rows, lift_columns, formats))
+        _print_tables("lift vs parent (KPI / parent KPI)", rows, lift_columns, formats)
     if splits:
         title = "segment value of each split of the base (exclusive group)"
         table = Table("split", "segments", "segment value", title=title)
@@ -142,18 +143,55 @@ def _print_kpis(
         out.print(table)
 
 
+def _print_tables(
+    title: str, rows: list[dict[str, Any]], columns: list[str], formats: dict[str, str]
+) -> None:
+    """As many tables as it takes to fit the terminal: squeezed into one, 15 KPI columns would
+    wrap every number one character per line."""
+    chunks = _fitting_chunks(rows, columns, formats, out.width)
+    for index, chunk in enumerate(chunks):
+        part = f" ({index + 1}/{len(chunks)})" if len(chunks) > 1 else ""
+        out.print(_table(title + part, rows, chunk, formats))
+
+
+def _header(column: str) -> str:
+    return HEADERS.get(column, column.removeprefix("lift_"))
+
+
+def _label(row: dict[str, Any]) -> str:
+    label = f"all {row['entity']}" if row["segment"] == BASELINE else row["segment"]
+    return "  " * int(row["depth"]) + label
+
+
+def _fitting_chunks(
+    rows: list[dict[str, Any]], columns: list[str], formats: dict[str, str], width: int
+) -> list[list[str]]:
+    """Consecutive groups of columns whose natural widths (plus the segment column) fit `width`."""
+    padding = 3  # a cell's two spaces and its border
+    used = max((len(_label(r)) for r in rows), default=7) + padding + 1
+    chunks: list[list[str]] = [[]]
+    taken = used
+    for column in columns:
+        cells = [_format(r.get(column), formats.get(column, "number")) for r in rows]
+        need = max(len(_header(column)), *(len(c) for c in cells)) + padding
+        if chunks[-1] and taken + need > width:
+            chunks.append([])
+            taken = used
+        chunks[-1].append(column)
+        taken += need
+    return chunks
+
+
 def _table(
     title: str, rows: list[dict[str, Any]], columns: list[str], formats: dict[str, str]
 ) -> Table:
     table = Table(title=title)
     table.add_column("segment", no_wrap=True)
     for column in columns:
-        header = HEADERS.get(column, column.removeprefix("lift_"))
-        table.add_column(header, justify="right", overflow="fold")
+        table.add_column(_header(column), justify="right", overflow="fold")
     for row in rows:
-        label = f"all {row['entity']}" if row["segment"] == BASELINE else row["segment"]
         cells = [_format(row.get(c), formats.get(c, "number")) for c in columns]
-        table.add_row("  " * int(row["depth"]) + label, *cells)
+        table.add_row(_label(row), *cells)
     return table
 
 
@@ -200,20 +238,37 @@ def overlap_command(
     as_of: AsOfOpt = None,
     var: VarOpt = None,
     output: TableFormatOpt = TableFormat.table,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also write a heat map of the --metric (.svg)."),
+    ] = None,
 ) -> None:
     """Pairwise shared members, Jaccard and containment of the selected segments (one query per entity)."""
     with user_errors(), _runner(target, as_of, var) as runner:
+        if plot is not None:
+            _check_plot_path(plot)  # before the query: a typo should not cost a warehouse scan
         compiled = _compile(as_of, var, runner)
         pairs = []
         for plan in plan_overlap(compiled, select_segments(compiled, select)):
             [counts] = runner.query(overlap_query(compiled, plan, runner.target))
             pairs += overlap_pairs(plan, counts)
+        if plot is not None and pairs:
+            write_atomic(plot, heatmap_svg(pairs, metric.value))
+            err.print(f"wrote {plot}")
     if output is TableFormat.json:
         out.print_json(json.dumps({"as_of": compiled.as_of.isoformat(), "pairs": pairs}))
     elif output is TableFormat.csv:
         _write_csv(list(pairs[0]) if pairs else ["a", "b"], pairs)
     else:
         _print_matrix(pairs, metric)
+
+
+def _check_plot_path(path: Path) -> None:
+    if path.suffix.lower() != ".svg":
+        raise SpecError(
+            f"cannot plot to '{path.name}': only SVG is supported",
+            hint="write --plot overlap.svg (browsers and docs sites show SVG directly)",
+        )
 
 
 def _print_matrix(pairs: list[dict[str, Any]], metric: Metric) -> None:

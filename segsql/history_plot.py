@@ -16,6 +16,7 @@ WIDTH, HEIGHT = 760, 400
 LEFT, RIGHT, TOP, BOTTOM = 70, 180, 30, 50  # margins: axis labels left/bottom, legend right
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7")
 Y_TICKS = 5
+LEGEND_LINE = 16  # px per segment in the legend
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,9 @@ def render_svg(series: Sequence[Series]) -> str:
     first, last = min(days), max(days)
     top = _nice_max(max((n for s in series for _, n in s.points), default=0))
     span = max((last - first).days, 1)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    # the legend has a line per segment: a tall legend makes the chart taller, not clipped
+    height = max(HEIGHT, TOP + LEGEND_LINE * len(series) + BOTTOM)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, height - TOP - BOTTOM
 
     def x(day: dt.date) -> float:
         return LEFT + plot_w * (day - first).days / span
@@ -57,12 +60,12 @@ def render_svg(series: Sequence[Series]) -> str:
         return TOP + plot_h * (1 - value / top)
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
-        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
         "<title>segment size over time</title>",
     ]
-    parts += _axes(first, last, top, x, y)
+    parts += _axes(first, last, top, x, y, height)
     for index, one in enumerate(series):
         color = PALETTE[index % len(PALETTE)]
         coords = " ".join(f"{x(d):.1f},{y(n):.1f}" for d, n in one.points)
@@ -72,7 +75,7 @@ def render_svg(series: Sequence[Series]) -> str:
             f"<title>{escape(one.segment)} {d}: {n:,}</title></circle>"
             for d, n in one.points
         ]
-        legend_y = TOP + 16 * index
+        legend_y = TOP + LEGEND_LINE * index
         parts.append(
             f'<rect x="{WIDTH - RIGHT + 15}" y="{legend_y}" width="12" height="12" fill="{color}"/>'
         )
@@ -89,8 +92,9 @@ def _axes(
     top: int,
     x: Callable[[dt.date], float],
     y: Callable[[float], float],
+    height: int = HEIGHT,
 ) -> list[str]:
-    bottom = HEIGHT - BOTTOM
+    bottom = height - BOTTOM
     parts = [
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" stroke="#333"/>',
         f'<line x1="{LEFT}" y1="{bottom}" x2="{WIDTH - RIGHT}" y2="{bottom}" stroke="#333"/>',

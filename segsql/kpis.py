@@ -331,7 +331,7 @@ def _check_aggregate(tree: exp.Expr, expr: Expr, what: str) -> None:
 @dataclass(frozen=True)
 class KpiPlan:
     entity: Entity
-    shown: tuple[str, ...]  # selected segments, in dependency order
+    shown: tuple[str, ...]  # selected segments, in tree order (see `tree_order`)
     computed: tuple[str, ...]  # shown + the parents they are compared with; id = index + 1
     kpis: tuple[Kpi, ...]
 
@@ -346,12 +346,19 @@ def plan_kpis(
     only: list[str] | None = None,
 ) -> list[KpiPlan]:
     """One plan per entity of the selected segments; `only` keeps the named KPIs."""
+    entities = sorted({compiled.segments[s].entity for s in selected})
+    _check_only(only, {e: kpis.get(e, ()) for e in entities})
     plans = []
-    for entity_name in sorted({compiled.segments[s].entity for s in selected}):
-        shown = [s for s in selected if compiled.segments[s].entity == entity_name]
+    for entity_name in entities:
+        shown = tree_order(
+            compiled, [s for s in selected if compiled.segments[s].entity == entity_name]
+        )
         parents = {_parent(compiled, s) for s in shown} - {None}
-        computed = [s for s in compiled.segments if s in shown or s in parents]
-        chosen = _only(kpis.get(entity_name, ()), only, entity_name)
+        # ids follow the tree order too: the result is ordered by id
+        computed = tree_order(
+            compiled, [s for s in compiled.segments if s in shown or s in parents]
+        )
+        chosen = _only(kpis.get(entity_name, ()), only)
         plans.append(KpiPlan(compiled.entities[entity_name], tuple(shown), tuple(computed), chosen))
     return plans
 
@@ -361,17 +368,45 @@ def _parent(compiled: CompiledProject, name: str) -> str | None:
     return parent.name if parent else None
 
 
-def _only(kpis: tuple[Kpi, ...], only: list[str] | None, entity: str) -> tuple[Kpi, ...]:
+def _nesting(compiled: CompiledProject, name: str) -> tuple[int, ...]:
+    """Positions (in dependency order) of the segment's `parent:` chain, root first, then its own."""
+    position = {s: i for i, s in enumerate(compiled.segments)}
+    chain: list[int] = []
+    current: str | None = name
+    while current is not None:
+        chain.append(position[current])
+        current = _parent(compiled, current)
+    return tuple(reversed(chain))
+
+
+def tree_order(compiled: CompiledProject, names: list[str]) -> list[str]:
+    """Each segment right under its parent (pre-order of the `parent:` tree): the table indents by
+    nesting, and share of parent and lift compare a row with the one it is indented under."""
+    return sorted(names, key=lambda n: _nesting(compiled, n))
+
+
+def nesting_depth(compiled: CompiledProject, name: str) -> int:
+    """1 for a segment without `parent:`, its parent's + 1 otherwise. Not the lineage depth, which
+    also counts set operands: `intersect: [a, b]` is compared with the entity, not with b."""
+    return len(_nesting(compiled, name))
+
+
+def _check_only(only: list[str] | None, kpis: dict[str, tuple[Kpi, ...]]) -> None:
+    """A name must be a KPI of at least one of the entities shown; each entity keeps its own."""
+    known = {k.name for entity_kpis in kpis.values() for k in entity_kpis}
+    for name in only or []:
+        if name not in known and name not in STRUCTURAL:
+            listed = ", ".join(sorted(known)) or "none (add `kpis:` to a definition file)"
+            raise SpecError(
+                f"no KPI '{name}' for {' or '.join(repr(e) for e in kpis)}",
+                hint=did_you_mean(name, known) or f"KPIs: {listed}",
+            )
+
+
+def _only(kpis: tuple[Kpi, ...], only: list[str] | None) -> tuple[Kpi, ...]:
     if only is None:
         return kpis
     known = {k.name: k for k in kpis}
-    for name in only:
-        if name not in known and name not in STRUCTURAL:
-            raise SpecError(
-                f"no KPI '{name}' for entity '{entity}'",
-                hint=did_you_mean(name, known)
-                or f"KPIs of '{entity}': {', '.join(known) or 'none (add `kpis:` to a definition file)'}",
-            )
     return tuple(known[n] for n in only if n in known)
 
 
@@ -468,7 +503,7 @@ def _segment_list(compiled: CompiledProject, plan: KpiPlan) -> exp.Query:
     for name in plan.shown:
         parent = _parent(compiled, name)
         parent_id = plan.segment_id(parent) if parent else 0
-        depth = compiled.segments[name].depth
+        depth = nesting_depth(compiled, name)
         rows.append(_segment_row(plan.segment_id(name), name, parent_id, parent, depth))
     query: exp.Query = rows[0]
     for row in rows[1:]:  # UNION ALL of literals: VALUES does not exist on BigQuery

@@ -460,6 +460,24 @@ def test_svg_points_scale_with_sizes() -> None:
     assert 'points="70.0,350.0 580.0,30.0"' in svg
 
 
+def test_svg_grows_to_hold_the_legend_of_many_segments() -> None:
+    from xml.etree import ElementTree
+
+    from segsql.history import Growth
+
+    rows = [
+        Growth(f"segment_{i}", None, D(2024, 1, d), i, None, None, None, None, None, None)
+        for i in range(40)
+        for d in (1, 8)
+    ]
+    root = ElementTree.fromstring(render_svg(series_of(rows)))
+    height = float(root.get("height") or 0)
+    legend = [
+        t for t in root.iter("{http://www.w3.org/2000/svg}text") if "segment_39" in (t.text or "")
+    ]
+    assert legend and float(legend[0].get("y") or 0) < height  # the 40th legend line is drawn
+
+
 # ---------------------------------------------------------------------------------------------
 # flows
 
@@ -650,8 +668,14 @@ def test_snapshot_cli_prints_sizes_and_refuses_bad_dates(tmp_path: Path) -> None
         for line in text.splitlines()
         if line.startswith("│")
     }
-    # columns: active, lapsed, prospect, repeat (project order)
-    assert cells == {"2024-01-31": ["0", "2", "1", "0"], "2024-02-29": ["1", "2", "1", "1"]}
+    # rows: segments in project order; columns: the dates
+    assert "┃ segment  ┃ 2024-01-31 ┃ 2024-02-29 ┃" in text
+    assert cells == {
+        "active": ["0", "1"],
+        "lapsed": ["2", "2"],
+        "prospect": ["1", "1"],
+        "repeat": ["0", "1"],
+    }
     assert cli(root, "snapshot", "--from", "2024-01-31")[0] == 2
     assert (
         cli(

@@ -383,3 +383,48 @@ def test_bigquery_kpi_and_overlap_queries_pass_zetasql(tmp_path: Path) -> None:
         assert analyzer.analyse("SELECT no_such_column FROM customers") is not None
     finally:
         analyzer.close()
+
+
+def example_project(tmp_path: Path) -> Path:
+    """A copy of the example project (two entities, nested segments and set operations)."""
+    root = tmp_path / "example"
+    repo = Path(__file__).resolve().parent.parent
+    root.mkdir()
+    (root / "segsql.yml").write_text((repo / "segsql.yml").read_text())
+    for folder in ("segments", "macros", "data"):
+        shutil.copytree(repo / folder, root / folder)
+    return root
+
+
+def test_rows_in_tree_order_and_kpis_of_one_entity(tmp_path: Path) -> None:
+    """Each row right under its parent, indented by `parent:` nesting; `--kpis revenue` is fine
+    when only one of the two entities has it (the other keeps its sizes and shares)."""
+    root = example_project(tmp_path)
+    _add_kpis(root, "kpis: [{name: revenue, entity: customer}]\n")
+    rows = list(csv.DictReader(io.StringIO(cli(root, "kpis", "--kpis", "revenue", "-f", "csv"))))
+    customers = [r for r in rows if r["entity"] == "customer"]
+    order = [r["segment"] for r in customers]
+    by_name = {r["segment"]: r for r in customers}
+    for row in customers[1:]:
+        if row["parent"]:  # the parent comes first, and every row between is in its subtree
+            start, end = order.index(row["parent"]), order.index(row["segment"])
+            parent_depth = int(by_name[row["parent"]]["depth"])
+            assert start < end and int(row["depth"]) == parent_depth + 1
+            assert all(int(by_name[s]["depth"]) > parent_depth for s in order[start + 1 : end])
+    assert order[order.index("active") + 1] in ("omnichannel_shoppers", "recent_buyers")
+    assert by_name["vip_active_eu"]["depth"] == "4"  # all_customers > active > vip_active > it
+    # intersect: [churned_customers, vip] has no parent: compared with the entity, not indented
+    assert by_name["churned_vips"]["depth"] == "1"
+    assert by_name["churned_vips"]["share_of_parent"] == by_name["churned_vips"]["share_of_entity"]
+    accounts = [r for r in rows if r["entity"] == "account"]
+    assert accounts and all(r["revenue"] == "" for r in accounts)
+    assert "no KPI 'revenu' for 'account' or 'customer'" in cli(
+        root, "kpis", "--kpis", "revenu", code=2
+    )
+
+
+def test_wide_tables_are_split_to_fit_the_terminal(tmp_path: Path) -> None:
+    text = cli(project(tmp_path), "kpis", env={"COLUMNS": "80"})
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "KPIs on local as of 2024-06-30 (1/" in text
+    assert any("sessions_per_member" in line for line in text.splitlines())

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from sqlglot import exp
@@ -14,6 +15,8 @@ from test_kpis import SEGMENTS, cli, project, python_features
 from segsql.emit import feature_query, resolve_target
 from segsql.overlap import overlap_query, plan_overlap
 from segsql.pipeline import compile_project
+
+pytest_plugins = ["pg_server"]  # the `pg_database` fixture: a fresh database on a real server
 
 
 def python_members() -> dict[str, set[int]]:
@@ -66,3 +69,26 @@ def test_one_query_one_scan_of_each_source(tmp_path: Path) -> None:
     assert scans(query) == scans(feature_query(compiled.entities["customer"], target))
     sums = [s for s in query.expressions if isinstance(s.this, exp.Sum)]
     assert len(sums) == 6 + 6 * 5 // 2  # sizes, then each unordered pair once
+
+
+def test_heat_map_plot(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    svg = tmp_path / "overlap.svg"
+    cli(root, "overlap", "--metric", "containment", "--plot", str(svg))
+    tree = ElementTree.parse(svg)
+    titles = [t.text or "" for t in tree.iter("{http://www.w3.org/2000/svg}title")]
+    members = python_members()
+    # the chart's title, then one per off-diagonal cell with a value (not a row of empty `nobody`)
+    assert len(titles) == 1 + sum(1 for a in members for b in members if a != b and members[a])
+    assert "big_buyers / buyers: 1.000" in titles and "buyers / big_buyers: 0.500" in titles
+    output = cli(root, "overlap", "--plot", str(tmp_path / "overlap.png"), code=2)
+    assert "only SVG is supported" in output
+    assert not (tmp_path / "overlap.png").exists()
+
+
+def test_overlap_identical_on_postgres(tmp_path: Path, pg_database: str) -> None:
+    root = project(tmp_path)
+    env = {"SEGSQL_PG_DSN": pg_database}
+    cli(root, "seed", "--target", "pg", env=env)
+    on_pg = json.loads(cli(root, "overlap", "--target", "pg", "-f", "json", env=env))["pairs"]
+    assert on_pg == json.loads(cli(root, "overlap", "-f", "json"))["pairs"]
