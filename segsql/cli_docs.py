@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from segsql.build import CompiledProject
 from segsql.cli import AsOfOpt, TargetOpt, VarOpt, _compile, _root, app, err, out, user_errors
-from segsql.docs_site import SiteData, build_site
+from segsql.docs_site import KpiColumn, SiteData, build_site
 from segsql.emit import _swap_in_folder, all_targets, resolve_target
 from segsql.errors import ExecutionError
+from segsql.history import Growth, growth, history_exists
+from segsql.kpis import BASELINE, build_kpis, kpi_query, plan_kpis, result_columns
 from segsql.load import load_project
 from segsql.pipeline import effective_vars, parse_vars
-from segsql.run import DuckDBRunner, deploy, load_seeds, member_counts, open_runner
+from segsql.run import DuckDBRunner, Runner, deploy, load_seeds, member_counts, open_runner
 
 
 @app.command("docs")
@@ -54,7 +56,8 @@ def docs_command(
 def _with_data(
     target: str | None, as_of: str | None, var: list[str] | None
 ) -> tuple[CompiledProject, SiteData]:
-    """Compile against the target's tables, create every segment there and count members."""
+    """Compile against the target's tables, create every segment there, count members, compute
+    every KPI (one query per entity) and read the growth history if snapshots were recorded."""
     root = _root()
     project = load_project(root)
     effective_vars(project, parse_vars(var), as_of)  # a bad date fails before connecting
@@ -69,6 +72,35 @@ def _with_data(
         names = list(compiled.segments)
         deploy(runner, compiled, names)
         counts = member_counts(runner, compiled, names)
+        kpis, kpi_columns = _kpi_values(runner, compiled, names)
+        history = _growth_by_segment(runner, names)
     finally:
         runner.close()
-    return compiled, SiteData(chosen.name, counts)
+    return compiled, SiteData(chosen.name, counts, kpis, kpi_columns, history)
+
+
+def _kpi_values(
+    runner: Runner, compiled: CompiledProject, names: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[KpiColumn, ...]]]:
+    """`segsql kpis` for every segment: rows keyed by segment ("entity:<name>" for the entity)."""
+    rows: dict[str, dict[str, Any]] = {}
+    columns: dict[str, tuple[KpiColumn, ...]] = {}
+    for plan in plan_kpis(compiled, names, build_kpis(compiled)):
+        entity = plan.entity.name
+        columns[entity] = tuple(KpiColumn(k.name, k.format, k.description) for k in plan.kpis)
+        header = result_columns(plan)
+        for values in runner.query(kpi_query(compiled, plan, runner.target)):
+            row = dict(zip(header, values, strict=True))
+            key = f"entity:{entity}" if row["segment"] == BASELINE else str(row["segment"])
+            rows[key] = row
+    return rows, columns
+
+
+def _growth_by_segment(runner: Runner, names: list[str]) -> dict[str, tuple[Growth, ...]]:
+    """Each segment's recorded sizes over time; nothing when no snapshot was ever taken."""
+    if not history_exists(runner):
+        return {}
+    by_segment: dict[str, list[Growth]] = {}
+    for row in growth(runner, names, None, None):
+        by_segment.setdefault(row.segment, []).append(row)
+    return {name: tuple(rows) for name, rows in by_segment.items()}

@@ -14,7 +14,7 @@ from rich.tree import Tree
 from segsql.build import CompiledProject
 from segsql.cli import AsOfOpt, VarOpt, _compile, app, out, user_errors
 from segsql.errors import SpecError
-from segsql.lineage import Lineage, SourceColumn
+from segsql.lineage import Lineage, SourceColumn, entity_filter_columns
 from segsql.select import select_segments
 
 
@@ -120,6 +120,7 @@ def lineage_json(lineage: Lineage, names: list[str], roots: list[str]) -> dict[s
 def _edges(lineage: Lineage, names: list[str]) -> list[tuple[str, str, str]]:
     """(from, to, label) in data-flow direction: column -> feature -> segment, parent -> child."""
     edges: set[tuple[str, str, str]] = set()
+    drawn = set(names)
     for name in names:
         entity = lineage.compiled.segments[name].entity
         segment = lineage.compiled.segments[name].definition
@@ -127,6 +128,10 @@ def _edges(lineage: Lineage, names: list[str]) -> list[tuple[str, str, str]]:
             role = "parent" if segment.parent and ref.name == segment.parent.name else "operand"
             edges.add((f"segment:{ref.name}", f"segment:{name}", role))
         own = set(lineage.compiled.segments[name].columns)
+        if not any(ref.name in drawn for ref in segment.references):
+            # The entity's row filter (`time`: rows created after as_of do not exist yet) applies
+            # to every segment; drawn at the top of each chain, the rest inherit it by the edges.
+            own |= entity_filter_columns(lineage.compiled.entities[entity])
         sources = lineage.feature_sources(entity)
         for column in sorted(own):
             feature = f"feature:{entity}.{column}"

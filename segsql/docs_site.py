@@ -4,7 +4,8 @@ The site is a view of the manifest (`emit.manifest`): a catalogue page (the segm
 embedded in the page, filtered and paginated by a small script, so 10,000 segments stay fast), one
 page per segment (definition excerpt, file:line, SQL per target, its neighbourhood in the lineage
 graph as inline SVG, columns read, members with `--with-data`), one page per entity and an
-impact index from source columns to the segments reading them.
+impact index from source columns to the segments reading them. With `--with-data`, segment pages
+also show KPI values (vs parent and entity) and, when snapshots exist, a growth chart.
 
 Pages are rendered from `segsql/templates/docs` with autoescaping; the build is a pure function
 from the compiled project to {relative path: text}, so output bytes are deterministic, and the
@@ -13,10 +14,10 @@ folder is swapped in whole, so readers never see a half-written site.
 
 from __future__ import annotations
 
+import decimal
 import json
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,24 @@ from segsql.emit import (
     segment_query,
     to_sql,
 )
+from segsql.history import Growth
+from segsql.history_plot import Series
+from segsql.history_plot import render_svg as growth_svg
 
-GRAPH_DEPTH = 2  # levels of parents/operands and of children drawn around a segment
-GRAPH_LIMIT = 24  # nodes per direction; the rest is summarised as "+N more"
+# Ancestors decide membership, so they are all drawn (up to the limit); descendants can number in
+# the thousands, so only GRAPH_DEPTH levels of them are.
+GRAPH_DEPTH = 2
+GRAPH_LIMIT = 16  # nodes per direction; the rest is summarised by one "+N more" node
 PAGE_SIZE = 50
+GROWTH_ROWS = 12  # most recent periods listed under the growth chart
 ASSETS = ("style.css", "app.js")
+
+
+@dataclass(frozen=True)
+class KpiColumn:
+    name: str
+    format: str  # number | percent | currency
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,10 @@ class SiteData:
 
     target: str
     counts: dict[str, int]  # segment name -> members; "entity:<name>" -> entity size
+    # segment name (or "entity:<name>" for the whole entity) -> one row of `segsql kpis`
+    kpis: dict[str, dict[str, Any]] = field(default_factory=dict)
+    kpi_columns: dict[str, tuple[KpiColumn, ...]] = field(default_factory=dict)  # per entity
+    growth: dict[str, tuple[Growth, ...]] = field(default_factory=dict)  # per segment, by date
 
 
 def build_site(
@@ -98,7 +116,24 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["thousands"] = lambda n: f"{n:,}"
     env.filters["percent"] = lambda x: "" if x is None else f"{x:.1%}"
+    env.filters["kpi"] = kpi_text
     return env
+
+
+def kpi_text(value: Any, kind: str = "number") -> str:
+    """A KPI value as `segsql kpis` prints it: 12.3%, 1,234.50, 1.25x, 1,234."""
+    if value is None:
+        return ""
+    number = decimal.Decimal(str(value))
+    if kind == "percent":
+        return f"{number:.1%}"
+    if kind == "currency":
+        return f"{number:,.2f}"
+    if kind == "ratio":
+        return f"{number:.2f}x"
+    if number == number.to_integral_value():
+        return f"{number:,.0f}"
+    return f"{number:,.4f}".rstrip("0").rstrip(".")
 
 
 def _template_text(name: str) -> str:
@@ -162,8 +197,10 @@ def _segment_context(
     segment = compiled.segments[name]
     entity = compiled.entities[segment.entity]
     entry = info["segments"][name]
+    # Each query is built only to be printed: skipping sqlglot's defensive copy halves the time.
     sql = {
-        t.name: segment_header(compiled, segment, t) + to_sql(segment_query(segment, entity, t), t)
+        t.name: segment_header(compiled, segment, t)
+        + to_sql(segment_query(segment, entity, t), t, copy=False)
         for t in targets
     }
     return {
@@ -174,6 +211,8 @@ def _segment_context(
         "engines": {t.name: t.engine.name for t in targets},
         "graph": neighbourhood_svg(info, name),
         "members": _members(name, entry, data),
+        "kpis": _kpi_rows(name, entry, data),
+        "growth": _growth(name, data),
     }
 
 
@@ -217,27 +256,71 @@ def yaml_excerpt(path: Path, line: int) -> str:
     return "\n".join(b[indent:] if b[:indent].strip() == "" else b for b in body) + "\n"
 
 
-def _reach(start: str, step: Callable[[str], list[str]], limit: int) -> tuple[list[str], int]:
-    """Nodes within GRAPH_DEPTH steps (breadth first, at most `limit`), and how many were left out."""
-    seen: dict[str, int] = {start: 0}
-    queue = deque([start])
-    while queue:
-        node = queue.popleft()
-        if seen[node] == GRAPH_DEPTH:
-            continue
-        for other in step(node):
-            if other not in seen:
-                seen[other] = seen[node] + 1
-                queue.append(other)
-    found = [n for n in seen if n != start]
-    return found[:limit], max(len(found) - limit, 0)
+def _kpi_rows(name: str, entry: dict[str, Any], data: SiteData | None) -> list[dict[str, Any]]:
+    """Size and each KPI of the segment, beside its parent's and the whole entity's values."""
+    if data is None or name not in data.kpis:
+        return []
+    own = data.kpis[name]
+    parent = data.kpis.get(entry["parent"] or "", {})
+    entity = data.kpis.get(f"entity:{entry['entity']}", {})
+    columns = [KpiColumn("size", "number", "members"), *data.kpi_columns.get(entry["entity"], ())]
+    return [
+        {
+            "name": column.name,
+            "description": column.description or "",
+            "value": kpi_text(own.get(column.name), column.format),
+            "parent": kpi_text(parent.get(column.name), column.format),
+            "lift": kpi_text(own.get(f"lift_{column.name}"), "ratio"),
+            "entity": kpi_text(entity.get(column.name), column.format),
+        }
+        for column in columns
+    ]
+
+
+def _growth(name: str, data: SiteData | None) -> dict[str, Any] | None:
+    """The segment's size over its snapshots, as a chart and the most recent periods."""
+    history = data.growth.get(name) if data else None
+    if not history:
+        return None
+    series = Series(name, tuple((g.as_of, g.size) for g in history))
+    periods = list(reversed(history[-GROWTH_ROWS:]))
+    return {"svg": growth_svg([series]), "periods": periods, "snapshots": len(history)}
+
+
+def _reach(
+    start: str, step: Callable[[str], list[str]], limit: int, depth: int | None
+) -> tuple[list[str], int]:
+    """Nodes reachable from `start` (itself excluded), a whole level at a time while it fits in
+    `limit`, and how many reachable nodes were left out. Levels are never drawn in part beyond
+    the first: a half-drawn level would suggest the other nodes have no children."""
+    drawn: list[str] = []
+    seen = {start}
+    frontier = [start]
+    level = 0
+    cut = False
+    while frontier:
+        nxt = [o for n in frontier for o in step(n) if o not in seen]
+        nxt = list(dict.fromkeys(nxt))
+        seen.update(nxt)
+        level += 1
+        within_depth = depth is None or level <= depth
+        if not cut and within_depth:
+            room = limit - len(drawn)
+            if len(nxt) <= room:
+                drawn += nxt
+            else:
+                cut = True
+                if not drawn:
+                    drawn += nxt[:room]
+        frontier = nxt
+    return drawn, len(seen) - 1 - len(drawn)
 
 
 def neighbourhood_svg(info: dict[str, Any], name: str) -> dict[str, Any]:
-    """The segment with its parents/operands and children, GRAPH_DEPTH levels each way."""
+    """The segment with its ancestors (parents and operands) and GRAPH_DEPTH levels of children."""
     segments = info["segments"]
-    up, hidden_up = _reach(name, lambda n: segments[n]["depends_on"], GRAPH_LIMIT)
-    down, hidden_down = _reach(name, lambda n: segments[n]["children"], GRAPH_LIMIT)
+    up, hidden_up = _reach(name, lambda n: segments[n]["depends_on"], GRAPH_LIMIT, None)
+    down, hidden_down = _reach(name, lambda n: segments[n]["children"], GRAPH_LIMIT, GRAPH_DEPTH)
     chosen = {name, *up, *down}
     nodes = [
         Node(
@@ -256,8 +339,36 @@ def neighbourhood_svg(info: dict[str, Any], name: str) -> dict[str, Any]:
         for ref in refs
         if ref in chosen
     ]
+    cut_up = [n for n in [name, *up] if any(p not in chosen for p in segments[n]["depends_on"])]
+    cut_down = [n for n in [name, *down] if any(c not in chosen for c in segments[n]["children"])]
+    nodes, edges = _with_more_nodes(nodes, edges, cut_up, cut_down, (hidden_up, hidden_down))
     svg = render_svg(nodes, edges, f"lineage of {name}")
-    return {"svg": svg, "hidden_up": hidden_up, "hidden_down": hidden_down, "size": len(nodes)}
+    return {"svg": svg, "hidden_up": hidden_up, "hidden_down": hidden_down, "size": len(chosen)}
+
+
+def _with_more_nodes(
+    nodes: list[Node],
+    edges: list[Edge],
+    cut_up: list[str],
+    cut_down: list[str],
+    hidden: tuple[int, int],
+) -> tuple[list[Node], list[Edge]]:
+    """A "+N more" box on each side that was cut, linked to the drawn segments whose parents
+    (or children) are not drawn, so a trimmed graph never looks complete."""
+    for side, frontier, count in (
+        ("upstream", cut_up, hidden[0]),
+        ("downstream", cut_down, hidden[1]),
+    ):
+        if not count or not frontier:
+            continue
+        node_id = f"\x00more-{side}"  # cannot clash with a segment name
+        label = f"+{count:,} more {side}"
+        nodes = [*nodes, Node(node_id, label, css_class="more", title=label)]
+        if side == "upstream":
+            edges = [*edges, *(Edge(node_id, n, "more") for n in frontier)]
+        else:
+            edges = [*edges, *(Edge(n, node_id, "more") for n in frontier)]
+    return nodes, edges
 
 
 def _roles(entry: dict[str, Any]) -> dict[str, list[str]]:

@@ -46,7 +46,7 @@ class Lineage:
     def segment(self, name: str) -> SegmentLineage:
         segment = self.compiled.segments[name]
         entity = self.compiled.entities[segment.entity]
-        read = _columns_read(segment) | _entity_filter_columns(entity)
+        read = _columns_read(segment) | entity_filter_columns(entity)
         features = [f for f in entity.features if f.name in read]
         sources = self._column_sources(entity.name)
         columns: set[SourceColumn] = set()
@@ -97,7 +97,7 @@ def _columns_read(segment: Segment) -> set[str]:
     return {c.name for term in segment.terms for c in term.find_all(exp.Column)}
 
 
-def _entity_filter_columns(entity: Entity) -> set[str]:
+def entity_filter_columns(entity: Entity) -> set[str]:
     """Columns every member of the entity is filtered on: `time` drops entities created later."""
     return {entity.definition.time} if entity.definition.time else set()
 

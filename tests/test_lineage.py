@@ -102,6 +102,78 @@ def test_starter_segments_read_exactly_the_hand_derived_columns(starter: Path) -
     assert lineage.segment("active_big_spenders").upstream == ("active",)
 
 
+# segments/entities.yml of the example project, read by hand: the source columns of each feature.
+# An aggregate reads its `from` key and time columns (the window, or `<= as_of`), its `where` and
+# its `expr`; a derived feature reads what its macro arguments read; an entity column is itself.
+_ORDERS = {"orders.customer_id", "orders.ordered_at"}
+_COMPLETED = _ORDERS | {"orders.status"}
+_REVENUE = _COMPLETED | {"orders.amount"}
+_EVENTS = {"events.customer_id", "events.occurred_at", "events.event_type"}
+_USERS = {"customers.account_id", "customers.signup_at"}
+EXAMPLE_FEATURE_COLUMNS = {
+    "customer": {
+        "orders_30d": _ORDERS,
+        "orders_90d": _ORDERS,
+        "orders_365d": _ORDERS,
+        "store_orders_365d": _ORDERS | {"orders.channel"},
+        "refunds_365d": _ORDERS | {"orders.status"},
+        "lifetime_revenue": _REVENUE,
+        "revenue_90d": _REVENUE,
+        "order_count": _COMPLETED,
+        "first_order_at": _ORDERS,
+        "last_order_at": _ORDERS,
+        "days_since_last_order": _ORDERS,
+        "sessions_30d": _EVENTS,
+        "app_sessions_90d": _EVENTS | {"events.device"},
+        "cart_adds_30d": _EVENTS,
+        "support_tickets_90d": _EVENTS,
+        "age": {"customers.birth_date"},  # age_from_birth_date('birth_date')
+        "age_band": {"customers.birth_date"},  # age_band('age')
+        "tenure_days": {"customers.signup_at"},
+        "avg_order_value": _REVENUE,  # safe_divide(lifetime_revenue, order_count)
+        # quintile(lifetime_revenue); the build breaks NTILE ties by the key, which therefore
+        # decides who sits on a bucket boundary
+        "revenue_quintile": _REVENUE | {"customers.customer_id"},
+        "rfm_score": _REVENUE | {"customers.customer_id"},  # three NTILEs, same tie-break
+        "lifecycle": _ORDERS | {"customers.signup_at"},  # signup_at, first/last_order_at
+    },
+    "account": {
+        "active_users": _USERS,
+        "paid_seats": _USERS | {"customers.plan"},
+        "new_users_90d": _USERS,
+        "paid_seat_share": _USERS | {"customers.plan"},  # safe_divide(paid_seats, active_users)
+    },
+}
+EXAMPLE_TIME_COLUMNS = {"customer": "customers.signup_at", "account": "accounts.created_at"}
+
+
+def hand_derived_columns(compiled: CompiledProject, name: str) -> set[str]:
+    """The table above, composed along the segment graph: what the segment's own `where` reads,
+    what its ancestors' read, and the entity's `time` filter that every member passes."""
+    segment = compiled.segments[name]
+    entity = compiled.entities[segment.entity]
+    features = EXAMPLE_FEATURE_COLUMNS[entity.name]
+    table = entity.definition.table
+    expected = {EXAMPLE_TIME_COLUMNS[entity.name]}
+    for member in {name, *compiled.graph.ancestors(name)}:
+        for column in compiled.segments[member].columns:
+            expected |= features.get(column, {f"{table}.{column}"})
+    return expected
+
+
+def test_example_segments_read_exactly_the_hand_derived_columns(tmp_path: Path) -> None:
+    if not example_ready():
+        pytest.skip("the example project (segsql.yml, segments/) is not in the repository yet")
+    compiled = compile_project(copy_project(REPO, tmp_path / "example"))
+    features = {e.name: {f.name for f in e.features} for e in compiled.entities.values()}
+    assert features == {e: set(f) for e, f in EXAMPLE_FEATURE_COLUMNS.items()}, (
+        "the example's features changed: update EXAMPLE_FEATURE_COLUMNS by reading entities.yml"
+    )
+    lineage = Lineage(compiled)
+    for name in compiled.segments:
+        assert columns_of(lineage, name) == hand_derived_columns(compiled, name), name
+
+
 def test_impact_of_a_column_is_every_segment_reading_it(starter: Path) -> None:
     lineage = Lineage(compile_project(starter))
     for column in ("orders.amount", "orders.ordered_at", "customers.country", "orders.order_id"):
@@ -280,3 +352,67 @@ def test_dot_output_has_every_edge_and_shaped_node(starter: Path) -> None:
     shapes = dict(re.findall(r'^  "([^"]+)" \[shape=(\w+),', text, re.M))
     kinds = {"segment": "box", "feature": "ellipse", "column": "cylinder"}
     assert shapes == {n: kinds[n.partition(":")[0]] for a, b, _ in STARTER_EDGES for n in (a, b)}
+
+
+def graph_edges(text: str) -> set[tuple[str, str]]:
+    """(from, to) of `--format dot` output, nodes as `kind:name`."""
+    return set(re.findall(r'^  "([^"]+)" -> "([^"]+)"', text, re.M))
+
+
+def columns_reaching(edges: set[tuple[str, str]], node: str) -> set[str]:
+    sources: dict[str, set[str]] = {}
+    for a, b in edges:
+        sources.setdefault(b, set()).add(a)
+    found: set[str] = set()
+    todo, seen = [node], {node}
+    while todo:
+        for upstream in sources.get(todo.pop(), set()):
+            if upstream.startswith("column:"):
+                found.add(upstream.removeprefix("column:"))
+            elif upstream not in seen:
+                seen.add(upstream)
+                todo.append(upstream)
+    return found
+
+
+@pytest.mark.parametrize("selection", ["all", "each"])
+def test_the_graph_leads_to_exactly_the_source_columns_of_each_segment(
+    project: Path, selection: str
+) -> None:
+    """What the diagrams draw (mermaid and dot share their edges) agrees with the column lists,
+    also on a graph of one segment's ancestors, and on its descendants alone (cut from its
+    parents, where the entity's `time` filter is drawn on the segment itself)."""
+    lineage = Lineage(compile_project(project))
+    if selection == "all":
+        edges = graph_edges(segsql(project, "--format", "dot"))
+        for name in lineage.compiled.segments:
+            assert columns_reaching(edges, f"segment:{name}") == columns_of(lineage, name), name
+        return
+    for name in list(lineage.compiled.segments)[:8]:
+        ancestry = graph_edges(segsql(project, f"+{name}", "--format", "dot"))
+        assert columns_reaching(ancestry, f"segment:{name}") == columns_of(lineage, name), name
+        alone = graph_edges(segsql(project, name, "--downstream", "--format", "dot"))
+        if lineage.compiled.graph.upstream(name):  # drawn without its parents: less, never more
+            assert columns_reaching(alone, f"segment:{name}") <= columns_of(lineage, name), name
+
+
+README = REPO / "README.md"
+README_MERMAID = re.compile(
+    r"`segsql lineage (?P<selector>[^`]*?) --format mermaid`[^`]*?\n```mermaid\n(?P<graph>.*?)```",
+    re.S,
+)
+
+
+def test_readme_mermaid_lineage_is_what_the_command_prints_today(tmp_path: Path) -> None:
+    if not example_ready():
+        pytest.skip("the example project (segsql.yml, segments/) is not in the repository yet")
+    found = README_MERMAID.search(README.read_text(encoding="utf-8"))
+    assert found, (
+        "README.md has no `segsql lineage ... --format mermaid` followed by a mermaid block"
+    )
+    example = copy_project(REPO, tmp_path / "example")
+    printed = segsql(example, *found["selector"].split(), "--format", "mermaid")
+    assert found["graph"] == printed, (
+        "README.md's lineage is stale: paste the output of "
+        f"`segsql lineage {found['selector']} --format mermaid` into its mermaid block"
+    )
