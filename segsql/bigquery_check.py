@@ -5,7 +5,8 @@ The catalog holds the project's declared `tables:` (column types transpiled to G
 sqlglot) and, as the deploy script is analysed in order, every relation it creates (its column types
 are those ZetaSQL infers), so segment views are checked against the real feature relation.
 Language options: every released feature, in the external product mode (BigQuery's: no INT32,
-UINT64 or FLOAT types).
+UINT64 or FLOAT types). `evaluate_constant` runs a constant expression on ZetaSQL's reference
+implementation (in UTC, as BigQuery), so tests can compare BigQuery's values, not only its types.
 
 The WebAssembly module takes ~30-80 s to compile; wasmtime's on-disk code cache (under
 `$SEGSQL_CACHE_DIR`, else `$XDG_CACHE_HOME/segsql`, else `~/.cache/segsql`) makes later starts ~1 s.
@@ -14,6 +15,8 @@ Needs the optional extra: `pip install 'segsql[bigquery-check]'`.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import functools
 import json
 import os
@@ -371,3 +374,38 @@ def check_files(compiled: CompiledProject, files: dict[str, str]) -> list[Findin
     finally:
         analyzer.close()
     return findings
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation: what BigQuery would return, by ZetaSQL's reference implementation
+
+NUMERIC_SCALE = 9  # ZetaSQL encodes a NUMERIC as the integer value * 10^9, little-endian
+EPOCH = dt.date(1970, 1, 1)
+
+
+def evaluate_constant(sql: str) -> Any:
+    """The value of a constant GoogleSQL expression, computed by ZetaSQL's reference implementation
+    (Google's executable specification of GoogleSQL: BigQuery's semantics, offline). Where analysis
+    cannot tell what BigQuery returns (hash buckets, day numbering), tests compare this with
+    DuckDB and PostgreSQL. Returns None (NULL), int, float, bool, str, Decimal or date."""
+    zetasql = _zetasql()
+    service = zetasql.core.local_service.ZetaSqlLocalService.get_instance()
+    # ZetaSQL's default time zone is America/Los_Angeles; BigQuery's is UTC
+    options = zetasql.types.AnalyzerOptions(
+        language_options=_language_options(), default_timezone="UTC"
+    )
+    try:
+        value = service.evaluate(sql=sql, options=options).value
+    except Exception as exc:  # zetasql raises its own ServerError for every rejection
+        raise ExecutionError(f"ZetaSQL cannot evaluate {sql}: {exc}") from None
+    if value is None:
+        return None
+    if value.numeric_value is not None:
+        units = int.from_bytes(value.numeric_value, "little", signed=True)
+        return decimal.Decimal(units).scaleb(-NUMERIC_SCALE)
+    if value.date_value is not None:
+        return EPOCH + dt.timedelta(days=value.date_value)
+    for kind in ("int64_value", "bool_value", "double_value", "string_value"):
+        if getattr(value, kind) is not None:
+            return getattr(value, kind)
+    raise ExecutionError(f"ZetaSQL returned a value segsql cannot read for {sql}: {value}")

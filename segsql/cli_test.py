@@ -224,7 +224,25 @@ def check_drift(
     err.print(
         f"{len(drift)} compiled file(s) differ from the definitions; run `segsql compile` and commit the result"
     )
+    committed = _committed_targets(folder)
+    if committed is not None and committed != set(per_target):
+        # e.g. `compile --all-targets` committed, `compile --check` (default target) run
+        err.print(
+            f"hint: {folder.name}/ was compiled for {', '.join(sorted(committed))}, this check for "
+            f"{', '.join(sorted(per_target))}: pass the same --target/--all-targets as `compile`",
+            markup=False,
+        )
     raise typer.Exit(1)
+
+
+def _committed_targets(folder: Path) -> set[str] | None:
+    """The targets the committed manifest was compiled for, if it can be read."""
+    try:
+        data = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    targets = data.get("targets") if isinstance(data, dict) else None
+    return set(targets) if isinstance(targets, dict) else None
 
 
 # ---------------------------------------------------------------------------------------------

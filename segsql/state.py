@@ -65,7 +65,14 @@ def project_at(root: Path, ref: str) -> Iterator[Path]:
     """The project folder as it was at git revision `ref`, extracted into a temporary folder."""
     top = Path(_git(root, "rev-parse", "--show-toplevel").decode().strip())
     prefix = root.resolve().relative_to(top.resolve()).as_posix()
-    _git(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    try:
+        _git(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except SpecError:  # --quiet: git says nothing, so say what was wrong
+        raise SpecError(
+            f"'{ref}' is not a commit of the git repository at {top}",
+            hint="name a branch, tag or commit, e.g. --base main, --base HEAD~1 (in CI, fetch it: "
+            "actions/checkout with fetch-depth: 0)",
+        ) from None
     spec = [] if prefix == "." else ["--", prefix]
     archive = _git(top, "archive", "--format=tar", ref, *spec)
     with tempfile.TemporaryDirectory(prefix="segsql-base-") as tmp:

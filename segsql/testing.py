@@ -164,8 +164,11 @@ def exclusive_groups(compiled: CompiledProject) -> dict[str, list[str]]:
     return groups
 
 
-def exclusive_checks(group: str, names: list[str], selected: set[str]) -> list[KeySet]:
-    """One check per pair of the group that involves a selected segment."""
+def exclusive_checks(
+    compiled: CompiledProject, group: str, names: list[str], selected: set[str]
+) -> list[KeySet]:
+    """One check per pair of the group that involves a selected segment (located at the first
+    segment of the pair, the one the report lists it under)."""
     checks = []
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
@@ -177,6 +180,7 @@ def exclusive_checks(group: str, names: list[str], selected: set[str]) -> list[K
                         f"exclusive group {group}: no member shared with {second}",
                         _intersection([first, second]),
                         True,
+                        compiled.segments[first].definition.loc,
                     )
                 )
     return checks
@@ -222,7 +226,7 @@ def plan_checks(compiled: CompiledProject, selected: list[str]) -> dict[str, Ent
         ):
             add(size_check(parent.name), [parent.name])
     for group, names in exclusive_groups(compiled).items():
-        for check in exclusive_checks(group, names, set(selected)):
+        for check in exclusive_checks(compiled, group, names, set(selected)):
             add(check, names)
     for entry in plans.values():
         entry.checks = list({c.id: c for c in entry.checks}.values())

@@ -93,6 +93,17 @@ def test_compile_check_lists_drift_and_writes_nothing(project: Path) -> None:
     assert f"{len(listed)} compiled file(s) differ" in output
 
 
+def test_compile_check_names_the_targets_it_was_not_run_for(project: Path) -> None:
+    """Committed with --all-targets, checked with the default target: the manifest differs, and
+    the report says which flags to pass; with the same flags the check passes."""
+    assert segsql(project, "compile", "--all-targets")[0] == 0
+    code, output = segsql(project, "compile", "--check")
+    assert code == 1
+    assert "changed: target/manifest.json" in output
+    assert "compiled for bq, local, pg, this check for local" in output
+    assert segsql(project, "compile", "--check", "--all-targets")[0] == 0
+
+
 def test_compile_check_reports_missing_output(project: Path) -> None:
     code, output = segsql(project, "compile", "--check", "--out", "build")
     assert code == 1
@@ -200,7 +211,7 @@ def test_diff_needs_a_git_revision(project: Path) -> None:
     git(project, "commit", "-q", "-m", "starter")
     code, output = segsql(project, "diff", "--base", "no-such-branch")
     assert code == 2
-    assert "git rev-parse failed" in output
+    assert "'no-such-branch' is not a commit of the git repository" in output
     code, output = segsql(project, "list", "--select", "state:modified")
     assert code == 2
     assert "SEGSQL_STATE" in output

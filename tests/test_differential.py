@@ -2,7 +2,9 @@
 time windows crossing month and year ends; random predicate trees; nested parents; union,
 intersect and exclude), each written as YAML and compiled through the real loader, then deployed
 on DuckDB and PostgreSQL over the same rows. Both engines must return the same members for every
-segment and the same feature values, and ZetaSQL must accept every BigQuery statement.
+segment, the same feature values and the same KPIs (integers exactly, decimals and floats to one
+unit of the 9th decimal, the precision KPIs leave the query with), and ZetaSQL must accept every
+BigQuery deploy statement (and the KPI query of every 10th case).
 
 One PostgreSQL database and the ZetaSQL service are shared by all examples; `derandomize=True`
 makes the run reproducible in CI.
@@ -27,13 +29,18 @@ from sqlglot import exp
 from segsql.bigquery_check import BigQueryAnalyzer, project_catalog
 from segsql.build import CompiledProject
 from segsql.emit import deploy_statements, resolve_target, to_sql
+from segsql.kpis import build_kpis, kpi_query, plan_kpis, result_columns
 from segsql.pipeline import compile_project
 from segsql.postgres import PostgresRunner
 from segsql.run import DuckDBRunner, Runner, deploy
 
 pytest_plugins = ["pg_server"]
 
-MAX_EXAMPLES = 150
+MAX_EXAMPLES = 300  # "a few hundred" generated projects
+# The BigQuery KPI query (~9 KB, its features inlined) takes ZetaSQL ~0.35 s, longer than the rest
+# of a case: it is analysed for every 10th case (the segment predicates it repeats are analysed in
+# every case's deploy statements; the example's KPI query in test_kpis.py).
+KPI_ANALYSIS_EVERY = 10
 RUNS = {"examples": 0, "segments": 0}
 
 CUSTOMER_COLUMNS = {
@@ -382,6 +389,15 @@ def project_files(case: Case) -> dict[str, Any]:
             }
         ],
         "segments": case.segments,
+        # KPIs of every segment: integer, decimal and floating-point aggregates, NULLs included
+        "kpis": [
+            {"name": "revenue", "expr": "sum(revenue_w)"},
+            {"name": "avg_balance", "expr": "avg(balance)"},
+            {"name": "avg_score", "expr": "avg(score)"},
+            {"name": "vips", "expr": "sum(case when vip then 1 else 0 end)"},
+            {"name": "best_rank", "expr": "min(revenue_rank)"},
+            {"name": "ratio", "expr": "segsql_safe_divide(sum(revenue_w), count(*))"},
+        ],
     }
     return {"segsql.yml": config, "segments/definitions.yml": definitions}
 
@@ -445,6 +461,30 @@ def feature_rows(runner: Runner, compiled: CompiledProject) -> list[tuple[Any, .
     return runner.query(query)
 
 
+def kpi_rows(runner: Runner, compiled: CompiledProject) -> dict[str, dict[str, Any]]:
+    """Every KPI of every segment and of the whole entity, by segment name."""
+    rows = {}
+    for plan in plans(compiled):
+        for row in runner.query(kpi_query(compiled, plan, runner.target)):
+            values = dict(zip(result_columns(plan), row, strict=True))
+            rows[str(values["segment"])] = values
+    return rows
+
+
+def plans(compiled: CompiledProject) -> list[Any]:
+    return plan_kpis(compiled, list(compiled.segments), build_kpis(compiled))
+
+
+def same_kpi(left: Any, right: Any) -> bool:
+    """Integers exactly; decimals and floats to one unit of the 9th decimal (KPIs leave the query
+    as DECIMAL(38, 9): DuckDB rounds a DOUBLE into it, PostgreSQL an exact NUMERIC)."""
+    if left is None or right is None or (isinstance(left, int) and isinstance(right, int)):
+        return bool(left == right)
+    if isinstance(left, decimal.Decimal | float) and isinstance(right, decimal.Decimal | float):
+        return abs(decimal.Decimal(left) - decimal.Decimal(right)) <= decimal.Decimal("1e-9")
+    return bool(left == right)
+
+
 def same_value(left: Any, right: Any) -> bool:
     if isinstance(left, float) or isinstance(right, float):
         return (
@@ -482,6 +522,7 @@ def check_case(case: Case, pg_dsn: str) -> None:
                 deploy(runner, compiled, list(compiled.segments))
             on_duck, on_pg = members(duck, compiled), members(pg, compiled)
             duck_features, pg_features = feature_rows(duck, compiled), feature_rows(pg, compiled)
+            duck_kpis, pg_kpis = kpi_rows(duck, compiled), kpi_rows(pg, compiled)
         finally:
             duck.close()
             pg.close()
@@ -492,6 +533,11 @@ def check_case(case: Case, pg_dsn: str) -> None:
                 duck_row,
                 pg_row,
             )
+        assert duck_kpis.keys() == pg_kpis.keys() == {"(all)", *compiled.segments}
+        for segment, duck_kpi in duck_kpis.items():
+            for column, value in duck_kpi.items():
+                assert same_kpi(value, pg_kpis[segment][column]), (segment, column, duck_kpi)
+        assert duck_kpis["(all)"]["size"] == len(case.customers)
         check_set_algebra(compiled, on_duck)
         assert analyse_on_bigquery(compiled) == []
     RUNS["examples"] += 1
@@ -510,7 +556,10 @@ def analyse_on_bigquery(compiled: CompiledProject) -> list[tuple[str, str]]:
         _ANALYSER.append(BigQueryAnalyzer(project_catalog(compiled.project)))
     target = resolve_target(compiled.project.config, "bq")
     rejected = []
-    for statement in deploy_statements(compiled, target):
+    statements: list[exp.Expr] = list(deploy_statements(compiled, target))
+    if RUNS["examples"] % KPI_ANALYSIS_EVERY == 0:
+        statements += [kpi_query(compiled, plan, target) for plan in plans(compiled)]
+    for statement in statements:
         sql = to_sql(statement, target)
         if sql in _ACCEPTED:
             continue

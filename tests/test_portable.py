@@ -1,6 +1,9 @@
 """Portable traps: expressions written as users write them (DuckDB dialect), lowered through
 segsql's portable layer (dialects.py), executed on DuckDB and PostgreSQL over the same rows and
-analysed on BigQuery with ZetaSQL. Expected values are computed by hand or by plain Python.
+analysed on BigQuery with ZetaSQL. Row-wise expressions are also *evaluated* in BigQuery's
+semantics: each row's values become typed literals and ZetaSQL's reference implementation computes
+the BigQuery form, which must give the same values. Expected values are computed by hand or by
+plain Python.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from hypothesis import strategies as st
 from psycopg import sql
 from sqlglot import exp
 
-from segsql.bigquery_check import BigQueryAnalyzer, Catalog, googlesql_type
-from segsql.dialects import lower_portable
+from segsql.bigquery_check import BigQueryAnalyzer, Catalog, evaluate_constant, googlesql_type
+from segsql.dialects import ENGINES, lower_portable
 from segsql.emit import Target
 from segsql.model import TargetConfig
 from segsql.postgres import PostgresRunner
@@ -97,8 +100,6 @@ class Engines:
 
 
 def _target(engine: str) -> Target:
-    from segsql.dialects import ENGINES
-
     return Target(TargetConfig(name=engine, engine=engine), ENGINES[engine])
 
 
@@ -153,8 +154,31 @@ def _normal(value: Any) -> Any:
     return value
 
 
+def typed_literal(value: Any, kind: str) -> exp.Expr:
+    """A value of column type `kind` (DuckDB's name) as a CAST of a string literal."""
+    to = exp.DataType.build(kind, dialect="duckdb")
+    if value is None:
+        return exp.cast(exp.null(), to)
+    text = value.isoformat(sep=" ") if isinstance(value, T) else str(value)
+    return exp.cast(exp.Literal.string(text.lower() if isinstance(value, bool) else text), to)
+
+
+def on_bigquery(tree: exp.Expr, row: tuple[Any, ...]) -> Any:
+    """The expression for one row, evaluated by ZetaSQL in BigQuery's semantics."""
+    values = dict(zip(COLUMNS, row, strict=True))
+
+    def bind(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Column) and not node.table and node.name in COLUMNS:
+            return typed_literal(values[node.name], COLUMNS[node.name])
+        return node
+
+    bound = lower_portable(tree.transform(bind), ENGINES["bigquery"])
+    return _normal(evaluate_constant(bound.sql(dialect="bigquery")))
+
+
 def evaluate(engines: Engines, expression: str, aggregate: bool = False) -> list[Any]:
-    """The expression per row of t (by id), equal on DuckDB and PostgreSQL, accepted by ZetaSQL."""
+    """The expression per row of t (by id), equal on DuckDB and PostgreSQL, accepted by ZetaSQL,
+    and (row-wise expressions: no aggregate, no window) equal when ZetaSQL evaluates it."""
     tree = sqlglot.parse_one(expression, read="duckdb")
     results = []
     for runner in (engines.duck, engines.pg):
@@ -167,6 +191,9 @@ def evaluate(engines: Engines, expression: str, aggregate: bool = False) -> list
     message = engines.bigquery.analyse(query.sql(dialect="bigquery"))
     assert message is None, f"ZetaSQL rejects {query.sql(dialect='bigquery')}: {message}"
     assert results[0] == results[1], f"DuckDB {results[0]} != PostgreSQL {results[1]}"
+    if not aggregate and tree.find(exp.Window) is None:
+        on_zetasql = [on_bigquery(tree, row) for row in ROWS]
+        assert on_zetasql == results[0], f"BigQuery {on_zetasql} != DuckDB {results[0]}"
     return results[0]
 
 
@@ -344,8 +371,15 @@ def hash_call(key: int | str, buckets: int) -> exp.Expr:
 )
 @given(values=st.lists(keys, min_size=1, max_size=12))
 def test_hash_buckets_of_generated_keys(engines: Engines, values: list[int | str]) -> None:
-    """Any integer or string key: the same bucket on DuckDB and PostgreSQL as in plain Python."""
+    """Any integer or string key: the same bucket on DuckDB, PostgreSQL and BigQuery (evaluated by
+    ZetaSQL) as in plain Python."""
     expected = [python_bucket(v, 1009) for v in values]
+    bigquery = ENGINES["bigquery"]
+    on_zetasql = [
+        evaluate_constant(lower_portable(hash_call(v, 1009), bigquery).sql(dialect="bigquery"))
+        for v in values
+    ]
+    assert on_zetasql == expected
     for runner in (engines.duck, engines.pg):
         columns = [
             exp.alias_(lower_portable(hash_call(v, 1009), runner.target.engine), f"b{i}")

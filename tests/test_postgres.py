@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def test_example_runs_the_same_on_postgres_and_duckdb(
     example: str, tmp_path: Path, pg_database: str
 ) -> None:
     """Same member keys for every segment; feature relations equal row by row (integers and
-    decimals exactly, floats to 1e-9 relative)."""
+    decimals exactly, floats to 1e-9 relative); the same KPIs of every segment."""
     root = copy_project(EXAMPLES[example], tmp_path)
     cli(root, pg_database, "seed", "--target", "pg")
     cli(root, pg_database, "run", "--target", "pg")
@@ -110,6 +111,16 @@ def test_example_runs_the_same_on_postgres_and_duckdb(
         for pg_row, duck_row in zip(pg_features, duck_features, strict=True):
             for pg_value, duck_value in zip(pg_row, duck_row, strict=True):
                 assert_same_value(pg_value, duck_value)
+    kpis_pg, kpis_duck = (
+        json.loads(cli(root, pg_database, "kpis", "--target", target, "-f", "json"))["rows"]
+        for target in ("pg", "local")
+    )
+    assert [row["segment"] for row in kpis_pg] == [row["segment"] for row in kpis_duck]
+    assert len(kpis_pg) > len(names)  # every segment and each entity's "(all)" row
+    for pg_kpi, duck_kpi in zip(kpis_pg, kpis_duck, strict=True):
+        assert pg_kpi.keys() == duck_kpi.keys()
+        for column, value in pg_kpi.items():
+            assert_same_value(value, duck_kpi[column])
 
 
 def assert_same_value(pg_value: Any, duck_value: Any) -> None:

@@ -163,6 +163,7 @@ def test_violated_exclusive_group_lists_offending_members(project: Path) -> None
     assert with_small["details"] == [f"offending key: {k}" for k in small]
     assert with_big["details"] == [f"offending key: {k}" for k in big]
     assert not with_small["passed"] and not with_big["passed"]
+    assert with_small["location"] == "segments/stages.yml:11"  # where the reported segment is
     [disjoint] = [
         r for r in results if r["segment"] == "one_order_ever" and "exclusive" in r["name"]
     ]
