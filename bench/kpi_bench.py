@@ -11,7 +11,8 @@ groups, set operations) and `kpis: [standard]`, then times on DuckDB (memory_lim
     DuckDB's shape ("union" over the materialized features) and, for comparison, in BigQuery's
     ("unnest": rows fanned out to their segment ids);
 (c) the floor: one scan computing the same features and the whole-entity KPIs, no segment logic.
-It checks (a) and (b) agree on every number, prints (a)/(b) and (b)/(c), and writes
+It checks (a) and (b) agree on every number, prints (a)/(b), (b)/(c) and the peak memory (of the
+process loading the seeds and running the queries, and of the data generator), and writes
 bench/out/kpi_bench.json.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -134,9 +136,10 @@ def measure(root: Path, repeat: int, memory_limit: str, threads: int) -> dict[st
     project = load_project(root)
     target = resolve_target(project.config, None)
     runner = DuckDBRunner(target, root)
-    load_seeds(runner, project, only_missing=True)
+    # limits first: loading the seeds is bounded too, so the process's peak memory means something
     runner.connection.execute(f"SET memory_limit = '{memory_limit}'")
     runner.connection.execute(f"SET threads = {threads}")
+    load_seeds(runner, project, only_missing=True)
     compiled = compile_project(root, introspect=runner.table_columns)
     names = list(compiled.segments)
     [plan] = plan_kpis(compiled, names, build_kpis(compiled))
@@ -180,7 +183,14 @@ def measure(root: Path, repeat: int, memory_limit: str, threads: int) -> dict[st
         "one_pass_over_floor": round(seconds["b_one_pass"] / seconds["c_floor"], 2),
         "mismatched_segments": mismatched,
         "baseline_size": together["(all)"]["size"],
+        "peak_memory_mb": peak_memory_mb(resource.RUSAGE_SELF),
     }
+
+
+def peak_memory_mb(who: int) -> float:
+    """Peak resident set size (Linux reports ru_maxrss in KiB): of this process, which loads the
+    seeds and runs every query, or the largest of its finished children (the data generator)."""
+    return round(resource.getrusage(who).ru_maxrss / 1024, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         generated = time.perf_counter() - started
         report = measure(root, args.repeat, args.memory_limit, args.threads)
     report.update(
+        datagen_peak_memory_mb=peak_memory_mb(resource.RUSAGE_CHILDREN),
         customers=args.customers,
         memory_limit=args.memory_limit,
         threads=args.threads,
@@ -211,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"  segments whose numbers differ between (a), (b) and unnest: {report['mismatched_segments']}"
+    )
+    print(
+        f"  peak memory: {report['peak_memory_mb']:,} MB (seeds + queries, memory_limit "
+        f"{args.memory_limit}), data generator {report['datagen_peak_memory_mb']:,} MB"
     )
     out = HERE / "out"
     out.mkdir(exist_ok=True)

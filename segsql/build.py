@@ -10,7 +10,8 @@ expression, known columns, aggregates only where they belong), then assembled as
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+import functools
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from segsql.cache import entity_fingerprint, project_fingerprint, segment_fingerprint
 from segsql.dialects import DEFAULT_LOWERINGS, portable_name
 from segsql.errors import ErrorCollector, Location, SpecError, did_you_mean
 from segsql.graph import DAG, CycleError
@@ -72,20 +74,50 @@ class Entity:
         return self.columns + tuple(f.name for f in self.features)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Segment:
+    """A resolved segment. Its expressions are resolved when first read: a compile that finds
+    the segment unchanged in its cache (segsql/cache.py) never renders or parses it."""
+
     name: str
     definition: SegmentDef
     entity: str
-    terms: tuple[exp.Expr, ...]  # AND-ed: the whole membership predicate, inherited terms first
-    own_terms: tuple[exp.Expr, ...]
-    columns: tuple[str, ...]  # feature-relation columns its own `where` reads
-    macros: tuple[str, ...]
     depth: int
+    resolve: Callable[[], ResolvedSegment] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def resolved(self) -> ResolvedSegment:
+        return self.resolve()
+
+    @property
+    def terms(self) -> tuple[exp.Expr, ...]:
+        """AND-ed: the whole membership predicate, inherited terms first."""
+        return self.resolved.terms
+
+    @property
+    def own_terms(self) -> tuple[exp.Expr, ...]:
+        return self.resolved.own_terms
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Feature-relation columns its own `where` reads."""
+        return self.resolved.columns
+
+    @property
+    def macros(self) -> tuple[str, ...]:
+        return self.resolved.macros
 
     @property
     def predicate(self) -> exp.Expr:
         return exp.and_(*self.terms) if self.terms else exp.true()
+
+
+@dataclass(frozen=True)
+class ResolvedSegment:
+    terms: tuple[exp.Expr, ...]
+    own_terms: tuple[exp.Expr, ...]
+    columns: tuple[str, ...]
+    macros: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -97,6 +129,7 @@ class CompiledProject:
     segments: dict[str, Segment]  # in dependency order: parents before children
     graph: DAG[str]
     macro_origin: dict[str, str] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # segment -> key (cache.py)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,29 +141,44 @@ def build_project(
     as_of: dt.date,
     variables: dict[str, Any],
     introspect: ColumnLookup | None = None,
+    known: Container[str] = frozenset(),
 ) -> CompiledProject:
-    """Resolve and check everything; raises SpecErrors listing every problem found."""
+    """Resolve and check everything; raises SpecErrors listing every problem found.
+
+    A segment whose fingerprint is `known` (it was built from exactly these inputs before, and
+    passed every check) is resolved only when something reads its expressions.
+    """
     errors = ErrorCollector()
     renderer = Renderer(project.macro_files, variables, as_of)
-    context = _Context(project, renderer, errors, as_of)
+    context = _Context(project, renderer, errors, as_of, known)
     entities: dict[str, Entity] = {}
     for entity_def in project.entities.values():
         entity = context.capture(build_entity, entity_def, context, introspect)
         if entity is not None:
             entities[entity.name] = entity
     errors.raise_if_any()
+    base = project_fingerprint(project, as_of, variables)
+    context.entity_prints = {n: entity_fingerprint(e, base) for n, e in entities.items()}
     graph = segment_graph(project, errors)
     errors.raise_if_any()
     segments: dict[str, Segment] = {}
     for name in graph.sorted():
-        segment = context.capture(
-            build_segment, project.segments[name], entities, segments, context
-        )
+        definition = project.segments[name]
+        if any(r.name not in segments for r in definition.references):
+            continue  # a segment it reads failed: that error is reported, this one would echo it
+        segment = context.capture(build_segment, definition, entities, segments, context)
         if segment is not None:
             segments[name] = segment
     errors.raise_if_any()
     return CompiledProject(
-        project, as_of, variables, entities, segments, graph, dict(renderer.macro_origin)
+        project,
+        as_of,
+        variables,
+        entities,
+        segments,
+        graph,
+        dict(renderer.macro_origin),
+        context.segment_prints,
     )
 
 
@@ -140,6 +188,9 @@ class _Context:
     renderer: Renderer
     errors: ErrorCollector
     as_of: dt.date
+    known: Container[str] = frozenset()
+    entity_prints: dict[str, str] = field(default_factory=dict)
+    segment_prints: dict[str, str] = field(default_factory=dict)
 
     def capture(self, step: Callable[..., T], *args: Any) -> T | None:
         """Run one definition's step; its spec error is collected and the next definition goes on."""
@@ -637,6 +688,32 @@ def build_segment(
             did_you_mean(entity_name, entities),
         )
     _check_not_a_feature_relation(definition, entities)
+    key = segment_fingerprint(
+        context.entity_prints[entity.name],
+        definition,
+        [context.segment_prints[r.name] for r in definition.references],
+    )
+    context.segment_prints[definition.name] = key
+    parent = built[definition.parent.name] if definition.parent else None
+
+    def resolve() -> ResolvedSegment:
+        own, columns, macros = _resolve_own(definition, entity, built, context)
+        # Inherited terms are shared with the parent, not copied (copying every ancestor's terms
+        # into every segment is quadratic in depth): terms are never mutated.
+        inherited = parent.terms if parent else ()
+        return ResolvedSegment(inherited + own, own, columns, macros)
+
+    depth = 1 + max((built[r.name].depth for r in definition.references), default=0)
+    segment = Segment(definition.name, definition, entity.name, depth, resolve)
+    if key not in context.known:
+        segment.resolved  # noqa: B018 - resolve now: its errors are reported with the others
+    return segment
+
+
+def _resolve_own(
+    definition: SegmentDef, entity: Entity, built: dict[str, Segment], context: _Context
+) -> tuple[tuple[exp.Expr, ...], tuple[str, ...], tuple[str, ...]]:
+    """The segment's own terms (its `where`, then its set operands), columns and macros."""
     own: list[exp.Expr] = []
     columns: list[str] = []
     macros: list[str] = []
@@ -668,27 +745,13 @@ def build_segment(
         )
         macros += [m for m in parsed.macros if m not in macros]
         own.append(exp.Is(this=exp.paren(parsed.tree), expression=exp.true()))
-    inherited = list(built[definition.parent.name].terms) if definition.parent else []
     if definition.union:
         own.append(
             exp.paren(exp.or_(*[exp.paren(built[r.name].predicate) for r in definition.union]))
         )
     own += [exp.paren(built[r.name].predicate) for r in definition.intersect]
     own += [exp.not_(exp.paren(built[r.name].predicate)) for r in definition.exclude]
-    depth = 1 + max((built[r.name].depth for r in definition.references), default=0)
-    # Inherited terms are shared with the parent, not copied (copying every ancestor's terms into
-    # every segment is quadratic in depth): terms are never mutated, `predicate` copies them.
-    terms = tuple(inherited) + tuple(own)
-    return Segment(
-        definition.name,
-        definition,
-        entity.name,
-        terms,
-        tuple(own),
-        tuple(columns),
-        tuple(macros),
-        depth,
-    )
+    return tuple(own), tuple(columns), tuple(macros)
 
 
 # Expressions whose value is a number or text, never a condition: DuckDB would take a number as

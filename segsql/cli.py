@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -31,9 +31,16 @@ from segsql.emit import (
 )
 from segsql.errors import ExecutionError, SegsqlError
 from segsql.load import find_project_root, load_project
-from segsql.pipeline import compile_project, effective_vars, emit_targets, parse_vars
+from segsql.pipeline import (
+    CacheSetup,
+    compile_project,
+    effective_vars,
+    emit_targets,
+    parse_vars,
+)
 from segsql.run import DuckDBRunner, Runner, deploy, load_seeds, member_counts, open_runner
 from segsql.select import select_segments
+from segsql.unit import check_unit_tests
 
 app = typer.Typer(
     name="segsql",
@@ -130,10 +137,13 @@ def _root() -> Path:
 
 
 def _compile(
-    as_of: str | None, var: list[str] | None, runner: Runner | None = None
+    as_of: str | None,
+    var: list[str] | None,
+    runner: Runner | None = None,
+    known: Container[str] = frozenset(),
 ) -> CompiledProject:
     introspect = runner.table_columns if runner is not None else _lazy_duckdb_columns(_root())
-    return compile_project(_root(), as_of, parse_vars(var), introspect)
+    return compile_project(_root(), as_of, parse_vars(var), introspect, known)
 
 
 def _lazy_duckdb_columns(root: Path) -> Callable[[str], list[str] | None]:
@@ -158,11 +168,19 @@ def _lazy_duckdb_columns(root: Path) -> Callable[[str], list[str] | None]:
 
 @app.command()
 def validate(as_of: AsOfOpt = None, var: VarOpt = None) -> None:
-    """Check every definition: YAML, keys, references, cycles, Jinja, SQL and columns."""
+    """Check every definition (segments, features, KPIs): YAML, keys, references, cycles, Jinja, SQL and columns."""
+    from segsql.kpis import build_kpis
+
     with user_errors():
         compiled = _compile(as_of, var)
+        check_unit_tests(compiled)  # what `segsql test` would reject, without running one
+        # KPIs are only built by `segsql kpis` and `compile`: without this, a bad KPI expr,
+        # column or standard name would pass validate and fail later
+        kpis = build_kpis(compiled) if compiled.project.kpis else {}
+        kpi_count = sum(len(entity_kpis) for entity_kpis in kpis.values())
+        counted = f", {kpi_count} KPIs" if kpis else ""
         out.print(
-            f"OK: {len(compiled.segments)} segments, {len(compiled.entities)} entities, {sum(len(e.features) for e in compiled.entities.values())} features (as_of {compiled.as_of})"
+            f"OK: {len(compiled.segments)} segments, {len(compiled.entities)} entities, {sum(len(e.features) for e in compiled.entities.values())} features{counted} (as_of {compiled.as_of})"
         )
 
 
@@ -253,27 +271,45 @@ def compile_command(
         bool,
         typer.Option(
             "--check-sql",
-            help="Analyse BigQuery targets' SQL offline with ZetaSQL (extra: segsql[bigquery-check]).",
+            # `\\[`: help is rich markup, which would swallow `[bigquery-check]`
+            help="Analyse BigQuery targets' SQL offline with ZetaSQL (extra: segsql\\[bigquery-check]).",
         ),
     ] = False,
 ) -> None:
     """Write the SQL of every segment for a target (one file per segment, a deploy script, a manifest)."""
     with user_errors():
-        compiled = _compile(as_of, var)
+        folder = out_dir if out_dir.is_absolute() else _root() / out_dir
+        # --check writes nothing, not even the cache (segsql/cache.py).
+        cache = None if check else CacheSetup(folder, partial=bool(select))
+        compiled = _compile(as_of, var, known=cache.segments.known() if cache else frozenset())
         config = compiled.project.config
         targets = all_targets(config) if all_targets_ else [resolve_target(config, target)]
+        if check and target is None and not all_targets_:
+            from segsql.cli_test import committed_targets
+
+            # a plain --check checks what was committed, e.g. every target after --all-targets
+            targets = committed_targets(config, folder) or targets
         names = select_segments(compiled, select)
-        per_target = emit_targets(compiled, targets, names)
-        if check_sql:
-            from segsql.bigquery_check import check_targets
+        try:
+            per_target = emit_targets(compiled, targets, names, cache)
+            if check_sql:
+                from segsql.bigquery_check import check_targets
+                from segsql.cli_test import check_sql_summary
 
-            check_targets(compiled, targets, per_target)
-        folder = out_dir if out_dir.is_absolute() else _root() / out_dir
-        if check:
-            from segsql.cli_test import check_drift
+                check_targets(compiled, targets, per_target)
+                out.print(check_sql_summary(targets, per_target), markup=False)
+            if check:
+                from segsql.cli_test import check_drift
 
-            return check_drift(folder, per_target, manifest(compiled, targets, folder), not select)
-        write_compiled(folder, per_target, manifest(compiled, targets, folder), replace=not select)
+                data = manifest(compiled, targets, folder)
+                return check_drift(folder, per_target, data, not select)
+            data = manifest(compiled, targets, folder, cache.segments if cache else None)
+            write_compiled(folder, per_target, data, replace=not select)
+            if cache is not None:
+                cache.install()  # only now: a failed compile leaves no cache behind either
+        finally:
+            if cache is not None:
+                cache.discard()
         count = sum(len(files) for files in per_target.values())
         out.print(
             f"compiled {len(names)} segments for {', '.join(t.name for t in targets)}: {count} files in {folder}"

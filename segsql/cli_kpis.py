@@ -29,8 +29,9 @@ from segsql.cli import (
     out,
     user_errors,
 )
-from segsql.emit import resolve_target, write_atomic
+from segsql.emit import resolve_target
 from segsql.errors import SpecError
+from segsql.files import write_atomic
 from segsql.kpis import (
     BASELINE,
     KpiPlan,

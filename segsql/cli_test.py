@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import sqlglot
 import typer
 from rich.table import Table
 
@@ -30,10 +31,13 @@ from segsql.cli import (
     out,
     user_errors,
 )
+from segsql.dialects import ENGINES
 from segsql.drift import compiled_drift
-from segsql.emit import resolve_target, write_atomic
+from segsql.emit import Target, resolve_target
 from segsql.errors import SpecError
+from segsql.files import write_atomic
 from segsql.load import load_project
+from segsql.model import ProjectConfig
 from segsql.pipeline import compile_project, effective_vars, parse_vars
 from segsql.run import DuckDBRunner, load_seeds, open_runner
 from segsql.select import select_segments
@@ -235,6 +239,13 @@ def check_drift(
     raise typer.Exit(1)
 
 
+def committed_targets(config: ProjectConfig, folder: Path) -> list[Target]:
+    """The targets the manifest in `folder` was compiled for, those segsql.yml still has (a removed
+    one then shows as drift of the manifest); none without a readable manifest."""
+    names = _committed_targets(folder) or set()
+    return [resolve_target(config, n) for n in sorted(names) if n in config.targets or n in ENGINES]
+
+
 def _committed_targets(folder: Path) -> set[str] | None:
     """The targets the committed manifest was compiled for, if it can be read."""
     try:
@@ -243,6 +254,22 @@ def _committed_targets(folder: Path) -> set[str] | None:
         return None
     targets = data.get("targets") if isinstance(data, dict) else None
     return set(targets) if isinstance(targets, dict) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# segsql compile --check-sql
+
+
+def check_sql_summary(targets: list[Target], per_target: dict[str, dict[str, str]]) -> str:
+    """The line `compile --check-sql` prints once ZetaSQL accepted every statement."""
+    checked = [t.name for t in targets if t.engine.name == "bigquery"]
+    count = sum(_statements(sql) for name in checked for sql in per_target[name].values())
+    return f"ZetaSQL analysis passed: {count} BigQuery statement(s) of {', '.join(checked)}"
+
+
+def _statements(sql: str) -> int:
+    # counted as segsql.bigquery_check.check_files splits a file into the statements it analyses
+    return sum(1 for statement in sqlglot.parse(sql, read="bigquery") if statement is not None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,11 +10,12 @@ Output is deterministic, and files are replaced atomically: a failed compile lea
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,10 @@ from typing import Any
 from sqlglot import exp
 
 from segsql.build import CompiledProject, Entity, Segment
+from segsql.cache import SegmentCache, TextCache, target_fingerprint
 from segsql.dialects import ENGINES, Engine, lower_portable
 from segsql.errors import ExecutionError, SpecError, did_you_mean
+from segsql.files import write_atomic
 from segsql.lineage import Lineage
 from segsql.model import ProjectConfig, TargetConfig
 
@@ -202,32 +205,38 @@ def deploy_statements(
     compiled: CompiledProject,
     target: Target,
     segments: Iterable[str] | None = None,
-    queries: dict[str, exp.Select] | None = None,
 ) -> list[exp.Expr]:
-    """Everything `run` creates, in dependency order: schema, feature relations, segments.
+    """Everything `run` creates, in dependency order: schema, feature relations, segments."""
+    wanted = deploy_order(compiled, target, segments)
+    statements = deploy_prelude(compiled, target, wanted)
+    lowering = Lowering(target)
+    for name in wanted:
+        segment = compiled.segments[name]
+        entity = compiled.entities[segment.entity]
+        query = segment_query(segment, entity, target, lowering=lowering)
+        statements += replace_statements(target, name, query, segment.definition.materialize)
+    return statements
 
-    `queries` are segment queries already built for this target (reused, not rebuilt).
-    """
+
+def deploy_order(
+    compiled: CompiledProject, target: Target, segments: Iterable[str] | None
+) -> list[str]:
+    """The segments a deploy (re)creates, parents first."""
     wanted = list(compiled.segments if segments is None else segments)
-    wanted = _with_dropped_dependents(compiled, target, wanted)
+    return _with_dropped_dependents(compiled, target, wanted)
+
+
+def deploy_prelude(compiled: CompiledProject, target: Target, wanted: list[str]) -> list[exp.Expr]:
+    """The schema and the feature relations the segments in `wanted` read."""
     statements: list[exp.Expr] = [
         exp.Create(this=target.schema_expression(), kind="SCHEMA", exists=True)
     ]
-    entity_names = sorted({compiled.segments[s].entity for s in wanted})
-    for name in entity_names:
+    for name in sorted({compiled.segments[s].entity for s in wanted}):
         entity = compiled.entities[name]
         kind = entity.definition.materialize
         statements += replace_statements(
             target, entity.relation_name, feature_query(entity, target), kind
         )
-    lowering = Lowering(target)
-    for name in wanted:
-        segment = compiled.segments[name]
-        query = queries.get(name) if queries else None
-        if query is None:
-            entity = compiled.entities[segment.entity]
-            query = segment_query(segment, entity, target, lowering=lowering)
-        statements += replace_statements(target, name, query, segment.definition.materialize)
     return statements
 
 
@@ -306,6 +315,7 @@ def entity_header(compiled: CompiledProject, entity: Entity, target: Target) -> 
     return "".join(f"-- {line}\n" for line in lines)
 
 
+@functools.cache  # a project has few files and thousands of definitions in them
 def _relative(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
@@ -313,8 +323,76 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def target_files(compiled: CompiledProject, target: Target, segments: list[str]) -> dict[str, str]:
-    """Relative path -> file text for one target."""
+class SegmentPrinter:
+    """Each segment's SQL text for one target, printed once per compile or taken from a cache.
+
+    A segment has three texts: its query (the body of its file), its deploy statements, and its
+    part of the snapshot query. Without a cache every text is printed; with one, a segment whose
+    fingerprint is known is not even lowered (see segsql/cache.py for what the key covers).
+    """
+
+    def __init__(
+        self,
+        compiled: CompiledProject,
+        target: Target,
+        cache: TextCache | None = None,
+        fingerprints: Mapping[str, str] | None = None,
+    ):
+        self.compiled = compiled
+        self.target = target
+        self.lowering = Lowering(target)
+        self.cache = cache
+        prefix = target_fingerprint(target.engine.name, repr(target.config))
+        self._keys = {n: prefix + f for n, f in (fingerprints or {}).items()} if cache else {}
+
+    def query(self, name: str) -> str:
+        return self._text(name, "query", lambda: self._print(self._query(name)))
+
+    def deploy(self, name: str) -> str:
+        """The segment's deploy statements, each followed by `;` and a blank line."""
+
+        def make() -> str:
+            kind = self.compiled.segments[name].definition.materialize
+            statements = replace_statements(self.target, name, self._query(name), kind)
+            return "".join(self._print(s) + ";\n\n" for s in statements)
+
+        return self._text(name, "deploy", make)
+
+    def snapshot_part(self, name: str, kind: str, build: Callable[[], exp.Expr]) -> exp.Expr:
+        """A part of the snapshot script for the segment (its SELECT, its log row), as printed
+        text: sqlglot's own output, reused verbatim (a part prints as it does alone)."""
+        return exp.Var(this=self._text(name, f"snapshot-{kind}", lambda: self._print(build())))
+
+    def _text(self, name: str, kind: str, make: Callable[[], str]) -> str:
+        key = self._keys.get(name)
+        if key is None or self.cache is None:
+            return make()
+        text = self.cache.get(key, kind)
+        if text is None:
+            text = make()
+            self.cache.put(key, kind, text)
+        else:
+            self.cache.touch(key)
+        return text
+
+    def _query(self, name: str) -> exp.Select:
+        segment = self.compiled.segments[name]
+        entity = self.compiled.entities[segment.entity]
+        return segment_query(segment, entity, self.target, lowering=self.lowering)
+
+    def _print(self, expression: exp.Expr) -> str:
+        return to_sql(expression, self.target, copy=False, lowering=self.lowering)
+
+
+def target_files(
+    compiled: CompiledProject,
+    target: Target,
+    segments: list[str],
+    cache: TextCache | None = None,
+    fingerprints: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Relative path -> file text for one target (texts reused from `cache` where unchanged)."""
+    printer = SegmentPrinter(compiled, target, cache, fingerprints)
     files: dict[str, str] = {}
     entity_names = sorted({compiled.segments[s].entity for s in segments})
     for name in entity_names:
@@ -324,26 +402,11 @@ def target_files(compiled: CompiledProject, target: Target, segments: list[str])
             + to_sql(feature_query(entity, target), target)
             + ";\n"
         )
-    lowering = Lowering(target)
-    queries: dict[str, exp.Select] = {}
     for name in segments:
-        segment = compiled.segments[name]
-        query = segment_query(segment, compiled.entities[segment.entity], target, lowering=lowering)
-        # deploy.sql wraps the same tree in CREATE VIEW: printing reads a tree, never rewrites it.
-        queries[name] = query
-        files[f"segments/{name}.sql"] = (
-            segment_header(compiled, segment, target)
-            + to_sql(query, target, copy=False, lowering=lowering)
-            + ";\n"
-        )
-    deploy = deploy_statements(compiled, target, segments, queries)
-    header = f"-- segsql deploy script for project {compiled.project.config.name}, target {target.name} ({target.engine.name}), as_of {compiled.as_of.isoformat()}\n"
-    files["deploy.sql"] = (
-        header
-        + "".join(to_sql(s, target, False, lowering) + ";\n\n" for s in deploy).rstrip("\n")
-        + "\n"
-    )
-    files["snapshot.sql"] = snapshot_script(compiled, target, segments, lowering)
+        header = segment_header(compiled, compiled.segments[name], target)
+        files[f"segments/{name}.sql"] = header + printer.query(name) + ";\n"
+    files["deploy.sql"] = deploy_script(compiled, target, segments, printer)
+    files["snapshot.sql"] = snapshot_script(compiled, target, segments, printer)
     if compiled.project.kpis:
         from segsql.kpis import kpis_script  # KPIs build on this module
 
@@ -351,28 +414,51 @@ def target_files(compiled: CompiledProject, target: Target, segments: list[str])
     return files
 
 
+def deploy_script(
+    compiled: CompiledProject, target: Target, segments: list[str], printer: SegmentPrinter
+) -> str:
+    """deploy.sql: what `segsql run` executes, as one script a warehouse runs directly."""
+    header = f"-- segsql deploy script for project {compiled.project.config.name}, target {target.name} ({target.engine.name}), as_of {compiled.as_of.isoformat()}\n"
+    wanted = deploy_order(compiled, target, segments)
+    prelude = deploy_prelude(compiled, target, wanted)
+    texts = [to_sql(s, target, copy=False) + ";\n\n" for s in prelude]
+    texts += [printer.deploy(name) for name in wanted]
+    return header + "".join(texts).rstrip("\n") + "\n"
+
+
 def snapshot_script(
     compiled: CompiledProject,
     target: Target,
     segments: list[str],
-    lowering: Lowering | None = None,
+    printer: SegmentPrinter | None = None,
 ) -> str:
     """The history tables and as_of's snapshot (DELETE + INSERT in one transaction)."""
     from segsql.history import compiled_snapshot_statements  # history builds on this module
 
     header = f"-- segsql snapshot of project {compiled.project.config.name} as_of {compiled.as_of.isoformat()}, target {target.name} ({target.engine.name}): re-running replaces that date's history\n"
-    statements = compiled_snapshot_statements(compiled, target, segments, lowering)
-    text = "".join(to_sql(s, target, False, lowering) + ";\n\n" for s in statements)
+    printer = printer or SegmentPrinter(compiled, target)
+    statements = compiled_snapshot_statements(
+        compiled, target, segments, printer.lowering, printer.snapshot_part
+    )
+    text = "".join(to_sql(s, target, False, printer.lowering) + ";\n\n" for s in statements)
     return header + text.rstrip("\n") + "\n"
 
 
-def manifest(compiled: CompiledProject, targets: list[Target], out_dir: Path) -> dict[str, Any]:
+def manifest(
+    compiled: CompiledProject,
+    targets: list[Target],
+    out_dir: Path,
+    cache: SegmentCache | None = None,
+) -> dict[str, Any]:
+    """target/manifest.json: every segment and entity, with lineage (taken from `cache` for
+    segments that did not change, and recorded there for the others)."""
     root = compiled.project.config.root
     lineage = Lineage(compiled)
     segments: dict[str, Any] = {}
+    compiled_dirs = {t.name: _relative(out_dir / "compiled" / t.name, root) for t in targets}
     for name, segment in compiled.segments.items():
         d = segment.definition
-        reads = lineage.segment(name)
+        reads = _segment_reads(lineage, name, compiled.fingerprints.get(name), cache)
         segments[name] = {
             "file": _relative(d.loc.path, root),
             "line": d.loc.line,
@@ -387,16 +473,10 @@ def manifest(compiled: CompiledProject, targets: list[Target], out_dir: Path) ->
             "exclude": [r.name for r in d.exclude],
             "depends_on": sorted(compiled.graph.upstream(name)),
             "children": compiled.graph.downstream(name),
-            "columns": list(segment.columns),
-            "features": list(reads.features),
-            "source_columns": [str(c) for c in reads.source_columns],
-            "macros": list(reads.macros),
+            **reads,
             "depth": segment.depth,
             "definition_hash": d.definition_hash,
-            "compiled": {
-                t.name: _relative(out_dir / "compiled" / t.name / "segments" / f"{name}.sql", root)
-                for t in targets
-            },
+            "compiled": {t.name: f"{compiled_dirs[t.name]}/segments/{name}.sql" for t in targets},
         }
     entities = {
         name: {
@@ -416,6 +496,24 @@ def manifest(compiled: CompiledProject, targets: list[Target], out_dir: Path) ->
         "entities": entities,
         "segments": segments,
     }
+
+
+def _segment_reads(
+    lineage: Lineage, name: str, key: str | None, cache: SegmentCache | None
+) -> dict[str, list[str]]:
+    """What the segment reads: its own columns, features, source columns and macros."""
+    found = cache.lineage(key) if cache and key else None
+    if found is None:
+        segment, reads = lineage.compiled.segments[name], lineage.segment(name)
+        found = {
+            "columns": list(segment.columns),
+            "features": list(reads.features),
+            "source_columns": [str(c) for c in reads.source_columns],
+            "macros": list(reads.macros),
+        }
+        if cache and key:
+            cache.put(key, found)
+    return found
 
 
 def write_compiled(
@@ -443,27 +541,28 @@ def write_compiled(
         ) from None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so readers see the old or the new content, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _stage_file(path: Path, current: Path, text: str) -> None:
+    """Write `text` at `path`, or hard-link the current file when it already holds that text:
+    creating a file costs far more than linking one, and a recompile changes few files."""
+    data = text.encode("utf-8")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        if current.stat().st_size == len(data) and current.read_bytes() == data:
+            os.link(current, path)
+            return
+    except OSError:
+        pass  # no current file, or no hard links here: write it
+    path.write_bytes(data)
 
 
 def _swap_in_folder(final: Path, files: dict[str, str]) -> None:
+    """Build the new folder beside the old one, then swap it in with two renames."""
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.new."))
     try:
+        for folder in sorted({(staging / rel).parent for rel in files}):
+            folder.mkdir(parents=True, exist_ok=True)
         for rel, text in files.items():
-            path = staging / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8", newline="\n")
+            _stage_file(staging / rel, final / rel, text)
         old = final.with_name(f".{final.name}.old")
         if old.exists():
             shutil.rmtree(old)

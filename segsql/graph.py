@@ -24,15 +24,18 @@ class DAG(Generic[N]):
 
     def __init__(self, edges: dict[N, Iterable[N]] | None = None):
         self._upstream: dict[N, list[N]] = {}
+        self._downstream: dict[N, list[N]] = {}  # kept beside, so children cost no full scan
         for node, deps in (edges or {}).items():
             self.add(node, deps)
 
     def add(self, node: N, upstream: Iterable[N] = ()) -> None:
         deps = self._upstream.setdefault(node, [])
+        self._downstream.setdefault(node, [])
         for dep in upstream:
             self._upstream.setdefault(dep, [])
             if dep not in deps:
                 deps.append(dep)
+                self._downstream.setdefault(dep, []).append(node)
 
     def __contains__(self, node: object) -> bool:
         return node in self._upstream
@@ -47,17 +50,13 @@ class DAG(Generic[N]):
 
     def downstream(self, node: N) -> list[N]:
         """Nodes that depend directly on `node`."""
-        return sorted((n for n, deps in self._upstream.items() if node in deps), key=str)
+        return sorted(self._downstream.get(node, []), key=str)
 
     def ancestors(self, node: N) -> set[N]:
         return _reach(node, self.upstream)
 
     def descendants(self, node: N) -> set[N]:
-        children: dict[N, list[N]] = {n: [] for n in self._upstream}
-        for child, deps in self._upstream.items():
-            for dep in deps:
-                children[dep].append(child)
-        return _reach(node, lambda n: children[n])
+        return _reach(node, lambda n: self._downstream.get(n, []))
 
     def sorted(self) -> list[N]:
         """Topological order (dependencies first); raises CycleError with the cycle's path."""

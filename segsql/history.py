@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -114,13 +114,19 @@ def history_ddl(target: Target) -> list[exp.Expr]:
 # membership for one date (frozen segments read theirs from history)
 
 
+# A compile hands printed parts in: (segment, kind of part, build it) -> the part, or its text
+# as printed by an earlier compile (segsql/cache.py). Kinds: "member" (its SELECT), "log" (its row
+# in segment_snapshots).
+PartPrinter = Callable[[str, str, Callable[[], exp.Expr]], exp.Expr]
+
+
 @dataclass(frozen=True)
 class SnapshotPlan:
     """What one date's snapshot writes: these segments' rows, with these membership predicates."""
 
     as_of: dt.date
     written: tuple[str, ...]
-    predicates: dict[str, exp.Expr]  # every segment of the project, frozen ones as lookups
+    predicates: Mapping[str, exp.Expr]  # every segment of the project, frozen ones as lookups
 
 
 def frozen_lookup(segment: str, freeze: dt.date, key: str, target: Target) -> exp.Expr:
@@ -185,7 +191,7 @@ def _with_ancestors(compiled: CompiledProject, names: Iterable[str]) -> set[str]
 
 def _predicates(
     compiled: CompiledProject, lookups: dict[str, exp.Expr], lowering: Lowering
-) -> dict[str, exp.Expr]:
+) -> Mapping[str, exp.Expr]:
     """Every segment's lowered predicate, with frozen segments replaced by their lookups wherever
     used. The trees share subtrees (see `emit.Lowering`): they are printed, never rewritten.
 
@@ -193,7 +199,7 @@ def _predicates(
     are re-assembled here from each segment's own `where` terms and its references.
     """
     if not lookups:
-        return {name: lowering.predicate(segment) for name, segment in compiled.segments.items()}
+        return _LazyPredicates(compiled, lowering)
     out: dict[str, exp.Expr] = {}
     for name, segment in compiled.segments.items():
         if name in lookups:
@@ -216,7 +222,10 @@ def _predicates(
 
 
 def snapshot_statements(
-    compiled: CompiledProject, target: Target, plan: SnapshotPlan
+    compiled: CompiledProject,
+    target: Target,
+    plan: SnapshotPlan,
+    printed: PartPrinter | None = None,
 ) -> list[exp.Expr]:
     """DELETE the date's rows of the written segments, INSERT their members and the log rows.
 
@@ -226,7 +235,8 @@ def snapshot_statements(
         return []
     date_filter = exp.and_(
         exp.column("as_of").eq(_date(plan.as_of)),
-        exp.column("segment").isin(*[exp.Literal.string(n) for n in plan.written]),
+        exp.column("segment").isin(*[exp.Literal.string(n) for n in plan.written], copy=False),
+        copy=False,  # fresh nodes (a literal per segment): nothing to protect by copying
     )
     statements: list[exp.Expr] = [
         exp.delete(target.relation(HISTORY_TABLE), where=date_filter.copy())
@@ -236,7 +246,7 @@ def snapshot_statements(
         names = [n for n in plan.written if compiled.segments[n].entity == entity_name]
         statements.append(
             exp.insert(
-                members_query(entity, names, plan, target),
+                members_query(entity, names, plan, target, printed),
                 target.relation(HISTORY_TABLE),
                 columns=[c for c, _ in HISTORY_COLUMNS],
                 copy=False,  # a fresh tree holding every segment's predicate: do not copy it
@@ -245,9 +255,14 @@ def snapshot_statements(
     statements.append(exp.delete(target.relation(SNAPSHOTS_TABLE), where=date_filter))
     statements.append(
         exp.insert(
-            exp.values([_log_row(compiled, n, plan.as_of) for n in plan.written]),
+            exp.Values(
+                expressions=[
+                    _printed_log_row(compiled, n, plan.as_of, printed) for n in plan.written
+                ]
+            ),
             target.relation(SNAPSHOTS_TABLE),
             columns=[c for c, _ in SNAPSHOTS_COLUMNS],
+            copy=False,  # a fresh row per segment
         )
     )
     return statements
@@ -255,6 +270,15 @@ def snapshot_statements(
 
 def _entities_of(compiled: CompiledProject, names: Iterable[str]) -> list[str]:
     return sorted({compiled.segments[n].entity for n in names})
+
+
+def _printed_log_row(
+    compiled: CompiledProject, name: str, day: dt.date, printed: PartPrinter | None
+) -> exp.Expr:
+    def build() -> exp.Tuple:
+        return _log_row(compiled, name, day)
+
+    return printed(name, "log", build) if printed else build()
 
 
 def _log_row(compiled: CompiledProject, name: str, day: dt.date) -> exp.Tuple:
@@ -268,36 +292,75 @@ def _log_row(compiled: CompiledProject, name: str, day: dt.date) -> exp.Tuple:
     )
 
 
+class _LazyPredicates(Mapping[str, exp.Expr]):
+    """Segment name -> lowered predicate, built when first read: a compile that finds a
+    segment's snapshot part in its cache never lowers that segment's terms."""
+
+    def __init__(self, compiled: CompiledProject, lowering: Lowering):
+        self._segments = compiled.segments
+        self._lowering = lowering
+
+    def __getitem__(self, name: str) -> exp.Expr:
+        return self._lowering.predicate(self._segments[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._segments)
+
+    def __len__(self) -> int:
+        return len(self._segments)
+
+
+def member_select(entity: Entity, name: str, plan: SnapshotPlan) -> exp.Select:
+    """SELECT DISTINCT 'segment', key as text, as_of FROM the feature relation WHERE membership."""
+    predicate = plan.predicates[name]  # already lowered for the target
+    # Every node here is fresh, so the builders need not copy (there are 1,000s of parts).
+    return (
+        exp.select(
+            exp.alias_(exp.Literal.string(name), "segment", copy=False),
+            exp.alias_(_key_text(entity.key), "entity_key", copy=False),
+            exp.alias_(_date(plan.as_of), "as_of", copy=False),
+            copy=False,
+        )
+        .distinct(copy=False)
+        .from_(entity.relation_name, copy=False)
+        .where(predicate, copy=False)
+    )
+
+
 def members_query(
-    entity: Entity, names: Sequence[str], plan: SnapshotPlan, target: Target
+    entity: Entity,
+    names: Sequence[str],
+    plan: SnapshotPlan,
+    target: Target,
+    printed: PartPrinter | None = None,
 ) -> exp.Query:
     """One pass over the entity's feature relation (a CTE) giving (segment, key, as_of) rows."""
     relation = entity.relation_name
-    parts: list[exp.Query] = []
+    if len(names) == 1:  # no union: the query itself carries the CTEs, so it must be a tree
+        printed = None
+    parts: list[exp.Expr] = []
     for name in names:
-        predicate = plan.predicates[name]  # already lowered for the target
-        # Every node here is fresh, so the builders need not copy (there are 1,000s of parts).
-        parts.append(
-            exp.select(
-                exp.alias_(exp.Literal.string(name), "segment", copy=False),
-                exp.alias_(_key_text(entity.key), "entity_key", copy=False),
-                exp.alias_(_date(plan.as_of), "as_of", copy=False),
-                copy=False,
-            )
-            .distinct(copy=False)
-            .from_(relation, copy=False)
-            .where(predicate, copy=False)
-        )
-    query = parts[0]
-    for part in parts[1:]:
-        # copy=False: the parts are fresh trees; copying the growing union each time is quadratic
-        query = exp.union(query, part, distinct=False, copy=False)
+
+        def build(name: str = name) -> exp.Select:
+            return member_select(entity, name, plan)
+
+        parts.append(printed(name, "member", build) if printed else build())
+    query = parts[0] if len(parts) == 1 else _union_all(parts)
+    assert isinstance(query, exp.Query)
     features = feature_query(entity, target)
     body = features.copy()
     body.set("with_", None)
     for cte in features.ctes:
         query = query.with_(cte.alias, as_=cte.this.copy(), copy=False)
     return query.with_(relation, as_=body, copy=False)
+
+
+def _union_all(parts: list[exp.Expr]) -> exp.Union:
+    query = exp.union(parts[0], parts[1], distinct=False, copy=False)
+    for part in parts[2:]:
+        # copy=False: the parts are fresh trees; copying the growing union each time is quadratic
+        query = exp.union(query, part, distinct=False, copy=False)
+    return query
 
 
 def transaction(statements: list[exp.Expr]) -> list[exp.Expr]:
@@ -310,6 +373,7 @@ def compiled_snapshot_statements(
     target: Target,
     names: Sequence[str],
     lowering: Lowering | None = None,
+    printed: PartPrinter | None = None,
 ) -> list[exp.Expr]:
     """What `segsql compile` writes to snapshot.sql: the history tables, then as_of's snapshot.
 
@@ -322,7 +386,8 @@ def compiled_snapshot_statements(
         if segment.definition.freeze is not None and segment.definition.freeze < compiled.as_of
     }
     plan = plan_snapshot(compiled, names, recorded, target, lowering)
-    return history_ddl(target) + transaction(snapshot_statements(compiled, target, plan))
+    statements = snapshot_statements(compiled, target, plan, printed)
+    return history_ddl(target) + transaction(statements)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from segsql.emit import write_atomic
 from segsql.errors import SpecError
+from segsql.files import write_atomic
 from segsql.history import Growth
 
 WIDTH, HEIGHT = 760, 400

@@ -12,9 +12,10 @@ are read and the features computed once. Two shapes give the same numbers:
   reference): each entity row is fanned out to the ids of the segments it belongs to
   (`CROSS JOIN UNNEST(ARRAY[0, CASE WHEN <segment 1> THEN 1 END, ...])`), and one GROUP BY over
   that id aggregates every KPI of every segment.
-Measured on DuckDB at 1M customers and 50 segments (bench/kpi_bench.py), union costs ~1.5-1.9x
-the features alone and unnest ~4x (the fan-out multiplies the rows). A FILTER aggregate per KPI per
-segment, the other obvious shape, evaluates each predicate once per KPI and is slower still.
+Measured on DuckDB at 1M customers and 50 segments (bench/kpi_bench.py; docs/kpis.md), union
+costs 1.5x the features alone and unnest 3.5x (the fan-out multiplies the rows). A FILTER
+aggregate per KPI per segment, the other obvious shape, evaluates each predicate once per KPI and
+is slower still.
 An outer select adds share of entity, share of parent and lift (KPI / parent KPI). Ratios and KPI
 values leave the query as DECIMAL(38, 9), so DuckDB (whose decimal division yields DOUBLE) and
 PostgreSQL (exact NUMERIC) print the same numbers.

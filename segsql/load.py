@@ -42,6 +42,7 @@ from segsql.model import (
     UnitTestDef,
     Window,
     WindowUnit,
+    sibling_group,
 )
 from segsql.yamlio import YMap, YNode, YScalar, YSeq, load_yaml
 
@@ -527,7 +528,7 @@ def read_segment(node: YNode, errors: ErrorCollector) -> SegmentDef | None:
         loc=node.loc,
         freeze=_read_freeze(reader, errors),
         tests=_read_data_tests(reader, errors),
-        exclusive=_read_exclusive(reader, errors),
+        exclusive=_read_exclusive(reader, errors, parent, entity),
     )
     if not (segment.where or segment.references or segment.entity):
         errors.add(
@@ -626,19 +627,36 @@ def _data_test(
     return DataTest(kind, float(value), loc)
 
 
-def _read_exclusive(reader: MapReader, errors: ErrorCollector) -> str | None:
-    """`exclusive: lifecycle_stage`: segments naming the same group may share no member."""
+def _read_exclusive(
+    reader: MapReader, errors: ErrorCollector, parent: YScalar | None, entity: YScalar | None
+) -> str | None:
+    """`exclusive: lifecycle_stage`: segments naming the same group may share no member;
+    `exclusive: true`: nor may the siblings (same parent) that say `exclusive: true` too."""
     node = reader.scalar("exclusive")
-    if node is None or node.value is None:
+    if node is None or node.value is None or node.value is False:
         return None
+    if node.value is True:
+        group = sibling_group(_scalar_text(parent), _scalar_text(entity))
+        if group is None:  # no parent and no entity yet: the siblings are unknown at load time
+            errors.add(
+                "'exclusive: true' groups siblings under the same parent, and this segment has none",
+                node.loc,
+                "give it a `parent:` (or an `entity:`), or name the group, e.g. `exclusive: regions`",
+            )
+        return group
     if not isinstance(node.value, str) or not NAME_PATTERN.match(node.value):
         errors.add(
-            f"'exclusive' names a group of mutually exclusive segments, got '{node.value}'",
+            f"'exclusive' is `true` or names a group of mutually exclusive segments, got '{node.value}'",
             node.loc,
-            "write the same group name on each sibling, e.g. `exclusive: lifecycle_stage`",
+            "write `exclusive: true` on mutually exclusive siblings, or the same group name on "
+            "each segment of the group, e.g. `exclusive: lifecycle_stage`",
         )
         return None
     return node.value
+
+
+def _scalar_text(node: YScalar | None) -> str | None:
+    return str(node.value) if node is not None and node.value else None
 
 
 def read_unit_test(node: YNode, errors: ErrorCollector) -> UnitTestDef | None:

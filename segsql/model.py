@@ -138,13 +138,26 @@ class SegmentDef:
     loc: Location
     freeze: dt.date | None = None  # static segment: membership as recorded on this date (history)
     tests: tuple[DataTest, ...] = ()  # declared data tests (`segsql test`)
-    exclusive: str | None = None  # group of mutually exclusive segments this one belongs to
+    # group of mutually exclusive segments this one belongs to: a name the YAML gives, or the
+    # `sibling_group` that `exclusive: true` stands for
+    exclusive: str | None = None
 
     @property
     def references(self) -> tuple[Ref, ...]:
         """Every segment this one is defined in terms of."""
         parent = (self.parent,) if self.parent else ()
         return parent + self.union + self.intersect + self.exclude
+
+
+def sibling_group(parent: str | None, entity: str | None) -> str | None:
+    """The group `exclusive: true` puts a segment in: its siblings under the same parent that say
+    `exclusive: true` too (for top-level segments, those of the same entity). The name has spaces,
+    so it cannot collide with a group named in YAML; None when there is nothing to group by."""
+    if parent:
+        return f"children of {parent}"
+    if entity:
+        return f"top-level {entity} segments"
+    return None
 
 
 # Data tests a segment may declare: name -> whether it takes a number (`{min_size: 100}`).

@@ -5,14 +5,24 @@ Commands call these; each returns typed data for the next stage.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import multiprocessing
 import os
+from collections.abc import Container
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from segsql.build import ColumnLookup, CompiledProject, build_project
+from segsql.cache import (
+    SegmentCache,
+    TextCache,
+    cache_path,
+    install_cache_file,
+    segment_cache_path,
+)
 from segsql.emit import Target, resolve_target, target_files
 from segsql.errors import SpecError
 from segsql.load import load_project
@@ -66,10 +76,12 @@ def compile_project(
     as_of: str | None = None,
     overrides: dict[str, Any] | None = None,
     introspect: ColumnLookup | None = None,
+    known: Container[str] = frozenset(),
 ) -> CompiledProject:
+    """Load and build; segments whose fingerprint is `known` are resolved only when read."""
     project = load_project(root)
     day, variables = effective_vars(project, overrides or {}, as_of)
-    return build_project(project, day, variables, introspect)
+    return build_project(project, day, variables, introspect, known)
 
 
 def target_of(compiled: CompiledProject, name: str | None) -> Target:
@@ -78,38 +90,102 @@ def target_of(compiled: CompiledProject, name: str | None) -> Target:
 
 # Below this many segments a worker process costs more than it saves.
 PARALLEL_MIN_SEGMENTS = 200
-_forked: tuple[CompiledProject, list[Target], list[str]] | None = None
+_forked: tuple[CompiledProject, list[Target], list[str], CacheSetup | None] | None = None
+
+
+@dataclass
+class CacheSetup:
+    """The compile cache of one output folder (see segsql/cache.py).
+
+    Nothing is written while the compile may still fail: each target's new cache file waits in
+    the temp folder (`pending`) until `install` moves it in, after the output was written.
+    """
+
+    out_dir: Path
+    partial: bool  # a --select compile keeps the other segments' entries
+    segments: SegmentCache = field(init=False)
+    pending: list[tuple[Path, Path]] = field(default_factory=list)  # (temp file, destination)
+
+    def __post_init__(self) -> None:
+        self.segments = SegmentCache(segment_cache_path(self.out_dir))
+
+    def text_cache(self, target: Target) -> TextCache:
+        return TextCache(cache_path(self.out_dir, target.name), keep_unused=self.partial)
+
+    def install(self) -> None:
+        with contextlib.suppress(OSError):  # an unwritable cache costs the next compile time only
+            for temp, destination in self.pending:
+                install_cache_file(temp, destination)
+            self.segments.save()
+        self.discard()
+
+    def discard(self) -> None:
+        for temp, _ in self.pending:
+            temp.unlink(missing_ok=True)
+        self.pending.clear()
 
 
 def emit_targets(
-    compiled: CompiledProject, targets: list[Target], names: list[str]
+    compiled: CompiledProject,
+    targets: list[Target],
+    names: list[str],
+    cache: CacheSetup | None = None,
 ) -> dict[str, dict[str, str]]:
     """Every target's files (relative path -> text); targets are generated on all cores at once.
 
     Workers are forked, so they share the compiled project without pickling its trees; only the
     finished text comes back. Output is identical to the sequential path (same function, same input).
+    With `cache`, each target reuses the text of segments that did not change, and only the
+    changed ones count towards forking.
     """
     cores = os.cpu_count() or 1
     fork = "fork" in multiprocessing.get_all_start_methods()
-    if len(targets) < 2 or len(names) < PARALLEL_MIN_SEGMENTS or cores < 2 or not fork:
-        return {t.name: target_files(compiled, t, names) for t in targets}
+    known = cache.segments.known() if cache else set()
+    changed = sum(compiled.fingerprints.get(n) not in known for n in names)
+    if len(targets) < 2 or changed < PARALLEL_MIN_SEGMENTS or cores < 2 or not fork:
+        return _collect(
+            targets, [_cached_target_files(compiled, t, names, cache) for t in targets], cache
+        )
     global _forked
-    _forked = (compiled, targets, names)
+    _forked = (compiled, targets, names, cache)
     try:
         context = multiprocessing.get_context("fork")
         workers = min(cores, len(targets))
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            files = list(pool.map(_target_files_in_worker, range(len(targets))))
+            results = list(pool.map(_target_files_in_worker, range(len(targets))))
     except Exception:
         # A worker failed (e.g. a user error found while emitting): redo the work here, so the
         # error is raised as itself, with its location, rather than through pickling.
-        return {t.name: target_files(compiled, t, names) for t in targets}
+        results = [_cached_target_files(compiled, t, names, cache) for t in targets]
     finally:
         _forked = None
-    return {t.name: f for t, f in zip(targets, files, strict=True)}
+    return _collect(targets, results, cache)
 
 
-def _target_files_in_worker(index: int) -> dict[str, str]:
+_Result = tuple[dict[str, str], tuple[Path, Path] | None]
+
+
+def _collect(
+    targets: list[Target], results: list[_Result], cache: CacheSetup | None
+) -> dict[str, dict[str, str]]:
+    for _files, pending in results:
+        if cache is not None and pending is not None:
+            cache.pending.append(pending)
+    return {t.name: files for t, (files, _) in zip(targets, results, strict=True)}
+
+
+def _cached_target_files(
+    compiled: CompiledProject, target: Target, names: list[str], setup: CacheSetup | None
+) -> _Result:
+    if setup is None:
+        return target_files(compiled, target, names), None
+    cache = setup.text_cache(target)
+    files = target_files(compiled, target, names, cache, compiled.fingerprints)
+    temp = cache.save_pending()
+    return files, (temp, cache.path) if temp is not None else None
+
+
+def _target_files_in_worker(index: int) -> _Result:
     assert _forked is not None, "emit_targets sets the project before forking"
-    compiled, targets, names = _forked
-    return target_files(compiled, targets[index], names)
+    compiled, targets, names, cache = _forked
+    return _cached_target_files(compiled, targets[index], names, cache)

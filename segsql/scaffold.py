@@ -6,8 +6,8 @@ from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 
-from segsql.emit import write_atomic
 from segsql.errors import SpecError
+from segsql.files import write_atomic
 
 
 def scaffold(directory: Path) -> list[Path]:

@@ -2,10 +2,11 @@
 
 Data tests are declared on a segment (`tests: [not_empty, {min_size: 100}]`); invariants need no
 declaration: a child is a subset of its parent, a `union` / `intersect` / `exclude` segment obeys
-its definition, and segments of one `exclusive` group share no member. Every check is a set of
-keys built as a sqlglot AST (a segment's members, or the keys that violate an invariant), and all
-checks of one entity are counted in a single query; only failed invariants pay for a second query
-that fetches a few offending keys. Members come from the current definitions evaluated inline
+its definition, and segments of one `exclusive` group (named in YAML, or the siblings marked
+`exclusive: true`) share no member. Every check is a set of keys built as a sqlglot AST (a
+segment's members, or the keys that violate an invariant), and all checks of one entity are
+counted in a single query; only failed invariants pay for a second query that fetches a few
+offending keys. Members come from the current definitions evaluated inline
 (nothing is written), or, with `deployed=True`, from the views/tables `segsql run` created, where
 tables refreshed at different times can really drift apart.
 

@@ -51,6 +51,17 @@ def selected_unit_tests(project: Project, selected: set[str]) -> list[UnitTestDe
     ]
 
 
+def check_unit_tests(compiled: CompiledProject) -> None:
+    """Raise what `segsql test` would reject in a unit test before running it (given tables and
+    columns that are not declared, expected columns an entity lacks), so `validate` and the
+    pre-commit hook catch it too. Runs nothing: the checks are the ones `run_unit_test` makes,
+    on the fixtures' ASTs; they do not depend on as_of or vars, so any build of the project does."""
+    for test in compiled.project.unit_tests.values():
+        fixtures = FixtureSet(compiled.project, compiled, test)  # given tables and columns
+        for entity_name in fixtures.entities_read():
+            _expected_values(compiled, test, entity_name)  # expected members' keys and columns
+
+
 def run_unit_tests(project: Project, tests: list[UnitTestDef]) -> list[CheckResult]:
     if not tests:
         return []

@@ -140,4 +140,9 @@ def test_compile_check_sql_passes_and_writes(tmp_path: Path) -> None:
         app, ["--project-dir", str(root), "compile", "--target", "bq", "--check-sql"]
     )
     assert result.exit_code == 0, result.output
-    assert (root / "target" / "compiled" / "bq" / "deploy.sql").exists()
+    deploy = root / "target" / "compiled" / "bq" / "deploy.sql"
+    assert deploy.exists()
+    # one statement per segment file, plus the deploy script's (schema, features, views)
+    files = list((root / "target" / "compiled" / "bq").rglob("*.sql"))
+    statements = sum(p.read_text().count(";\n") for p in files)
+    assert f"ZetaSQL analysis passed: {statements} BigQuery statement(s) of bq" in result.output

@@ -93,11 +93,25 @@ def test_compile_check_lists_drift_and_writes_nothing(project: Path) -> None:
     assert f"{len(listed)} compiled file(s) differ" in output
 
 
-def test_compile_check_names_the_targets_it_was_not_run_for(project: Path) -> None:
-    """Committed with --all-targets, checked with the default target: the manifest differs, and
-    the report says which flags to pass; with the same flags the check passes."""
+def test_plain_compile_check_checks_the_committed_targets(project: Path) -> None:
+    """Committed with --all-targets, a plain --check (the pre-commit hook) checks every target the
+    manifest names, drift in a non-default target included."""
     assert segsql(project, "compile", "--all-targets")[0] == 0
     code, output = segsql(project, "compile", "--check")
+    assert code == 0, output
+    assert "up to date" in output
+    stale = project / "target" / "compiled" / "pg" / "segments" / "active.sql"
+    stale.write_text(stale.read_text() + "-- tweaked by hand\n")
+    code, output = segsql(project, "compile", "--check")
+    assert code == 1
+    assert "changed: target/compiled/pg/segments/active.sql" in output
+
+
+def test_compile_check_names_the_targets_it_was_not_run_for(project: Path) -> None:
+    """Committed with --all-targets, checked with one --target: the manifest differs, and the
+    report says which flags to pass; with the same flags the check passes."""
+    assert segsql(project, "compile", "--all-targets")[0] == 0
+    code, output = segsql(project, "compile", "--check", "--target", "local")
     assert code == 1
     assert "changed: target/manifest.json" in output
     assert "compiled for bq, local, pg, this check for local" in output

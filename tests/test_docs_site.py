@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from conftest import copy_example, example_missing_reason
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -34,7 +35,6 @@ from typer.testing import CliRunner
 
 from segsql.cli import app
 from segsql.docs_site import GRAPH_LIMIT, neighbourhood_svg
-from tests.conftest import copy_example, example_missing_reason
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -25,7 +25,15 @@ from typer.testing import CliRunner
 
 from segsql.cli import app
 from segsql.emit import feature_query, resolve_target
-from segsql.kpis import SHAPES, Shape, build_kpis, kpi_query, plan_kpis
+from segsql.kpis import (
+    SHAPES,
+    STANDARD_KPIS,
+    STRUCTURAL,
+    Shape,
+    build_kpis,
+    kpi_query,
+    plan_kpis,
+)
 from segsql.pipeline import compile_project
 
 pytest_plugins = ["pg_server"]
@@ -325,12 +333,21 @@ def _add_kpis(root: Path, text: str) -> None:
         ("kpis: [{name: r, expr: 'sum(orders_90d); select 1'}]", "single expression"),
     ],
 )
-def test_kpi_spec_errors(tmp_path: Path, kpis: str, message: str) -> None:
+@pytest.mark.parametrize("command", ["kpis", "validate"])
+def test_kpi_spec_errors(tmp_path: Path, kpis: str, message: str, command: str) -> None:
+    """`validate` builds the KPIs too: what would fail in `segsql kpis` fails there first."""
     root = project(tmp_path, STARTER)
     _add_kpis(root, kpis + "\n")
-    output = cli(root, "kpis", code=2)
+    output = cli(root, command, code=2)
     assert message in " ".join(output.split()), output
     assert "kpis.yml:1" in output  # located
+
+
+def test_validate_counts_the_kpis_it_built(tmp_path: Path) -> None:
+    root = project(tmp_path, STARTER)
+    assert " KPIs" not in cli(root, "validate")  # none defined: nothing to build
+    _add_kpis(root, "kpis: [revenue, {name: twice, expr: 'sum(lifetime_revenue) * 2'}]\n")
+    assert "features, 2 KPIs (as_of" in cli(root, "validate")
 
 
 def test_standard_kpis_by_name(tmp_path: Path) -> None:
@@ -399,8 +416,7 @@ def example_project(tmp_path: Path) -> Path:
 def test_rows_in_tree_order_and_kpis_of_one_entity(tmp_path: Path) -> None:
     """Each row right under its parent, indented by `parent:` nesting; `--kpis revenue` is fine
     when only one of the two entities has it (the other keeps its sizes and shares)."""
-    root = example_project(tmp_path)
-    _add_kpis(root, "kpis: [{name: revenue, entity: customer}]\n")
+    root = example_project(tmp_path)  # its segments/kpis.yml: revenue for customers only
     rows = list(csv.DictReader(io.StringIO(cli(root, "kpis", "--kpis", "revenue", "-f", "csv"))))
     customers = [r for r in rows if r["entity"] == "customer"]
     order = [r["segment"] for r in customers]
@@ -421,6 +437,37 @@ def test_rows_in_tree_order_and_kpis_of_one_entity(tmp_path: Path) -> None:
     assert "no KPI 'revenu' for 'account' or 'customer'" in cli(
         root, "kpis", "--kpis", "revenu", code=2
     )
+
+
+EXAMPLE_KPIS = {
+    "customer": [*STRUCTURAL, *STANDARD_KPIS, "refund_rate", "recent_revenue_share"],
+    "account": [*STRUCTURAL, "users", "paid_seat_rate", "new_user_rate"],
+}
+REGIONS = ("eu_customers", "north_america", "latam")  # the example's `exclusive: region`
+
+
+def test_the_example_shows_the_whole_standard_pack_and_its_own_kpis(tmp_path: Path) -> None:
+    """The example's segments/kpis.yml: every standard KPI on customers, and the project's own
+    on both entities. A column that is empty or zero in every row would mean a feature that is
+    missing, misnamed or wrongly windowed on the bundled data."""
+    data = json.loads(cli(example_project(tmp_path), "kpis", "-f", "json"))
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for row in data["rows"]:
+        rows.setdefault(row["entity"], []).append(row)
+    for entity, names in EXAMPLE_KPIS.items():
+        kpi_columns = [c for c in rows[entity][0] if c not in ("entity", "segment", "parent")]
+        assert [c for c in kpi_columns if not c.startswith("lift_") and c != "depth"] == names
+        for name in names:
+            assert any(row[name] not in (None, 0) for row in rows[entity]), (entity, name)
+    everyone = rows["customer"][0]
+    assert everyone["segment"] == "(all)" and 0 < everyone["churn_rate"] < 1
+    assert everyone["retention_rate"] + everyone["churn_rate"] == pytest.approx(1)
+    # segment value summed over the disjoint regions; unknown for the lifecycle stages, because
+    # nobody in new, at-risk or churned customers ordered in the previous period (no churn rate)
+    splits = {s["split"]: s["segment_value"] for s in data["splits"]}
+    regions = [r["segment_value"] for r in rows["customer"] if r["segment"] in REGIONS]
+    assert len(regions) == 3 and splits["region"] == pytest.approx(sum(regions))
+    assert splits["lifecycle_stage"] is None
 
 
 def test_wide_tables_are_split_to_fit_the_terminal(tmp_path: Path) -> None:

@@ -136,6 +136,13 @@ EXAMPLE_FEATURE_COLUMNS = {
         "revenue_quintile": _REVENUE | {"customers.customer_id"},
         "rfm_score": _REVENUE | {"customers.customer_id"},  # three NTILEs, same tie-break
         "lifecycle": _ORDERS | {"customers.signup_at"},  # signup_at, first/last_order_at
+        # inputs of the standard KPI pack (segments/kpis.yml)
+        "orders_60d": _ORDERS,
+        "period_revenue": _REVENUE,
+        "active_days": {"events.customer_id", "events.occurred_at"},  # any event type
+        "sessions": _EVENTS,  # sessions_30d
+        "active_now": _ORDERS,  # orders_30d > 0
+        "active_before": _ORDERS,  # orders_60d - orders_30d > 0
     },
     "account": {
         "active_users": _USERS,

@@ -119,6 +119,38 @@ def test_fixture_columns_are_checked_against_declared_tables(project: Path) -> N
     assert "did you mean 'country'" in output
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "{customer_id: 3}",
+            "{customer_id: 3, contry: FR}",
+            "'contry' is not a column of table 'customers'",
+        ),
+        ("      orders:\n", "      ordrs:\n", "gives rows for unknown table 'ordrs'"),
+        (
+            "orders_90d: 1,",
+            "orders_91d: 1,",
+            "'orders_91d' is not a column or feature of entity 'customer'",
+        ),
+    ],
+)
+def test_validate_checks_unit_tests_without_running_them(
+    project: Path, old: str, new: str, message: str
+) -> None:
+    """`validate` (the pre-commit hook) rejects what `segsql test` would, but runs no test: the
+    unit test below fails when run, yet is valid as written."""
+    add_file(project, "unit.yml", FAILING_UNIT_TEST)
+    code, output = segsql(project, "validate")
+    assert code == 0, output
+    assert FAILING_UNIT_TEST.count(old) == 1
+    add_file(project, "unit.yml", FAILING_UNIT_TEST.replace(old, new))
+    code, output = segsql(project, "validate")
+    assert code == 2, output
+    assert "segments/unit.yml:" in output
+    assert message in output
+
+
 def _seed_rows(project: Path, name: str) -> list[dict[str, str]]:
     with (project / "data" / f"{name}.csv").open() as handle:
         return list(csv.DictReader(handle))
@@ -171,6 +203,48 @@ def test_violated_exclusive_group_lists_offending_members(project: Path) -> None
     sizes = {r["name"]: r for r in results if r["segment"] == "everyone_with_revenue"}
     assert not sizes["min_size(10)"]["passed"] and sizes["max_size(4)"]["passed"]
     assert sizes["max_size(4)"]["message"].startswith(f"{len(revenue)} member(s)")
+
+
+# Children of `active` (customers 1, 2, 4 at as_of; lifetime revenue 150, 45.50, 15): the two
+# marked `exclusive: true` share customer 2; the named group under the same parent is disjoint,
+# and would overlap the `true` siblings if the two groups were mixed up.
+SIBLINGS = """
+segments:
+  - {name: small_spenders, parent: active, exclusive: true, where: lifetime_revenue < 100}
+  - {name: not_tiny_spenders, parent: active, exclusive: true, where: lifetime_revenue >= 20}
+  - {name: band_high, parent: active, exclusive: spend_band, where: lifetime_revenue >= 100}
+  - {name: band_low, parent: active, exclusive: spend_band, where: lifetime_revenue < 100}
+"""
+
+
+def test_violated_exclusive_true_siblings_are_named(project: Path) -> None:
+    add_file(project, "siblings.yml", SIBLINGS)
+    code, output = segsql(project, "test", "--only", "data", "--format", "json")
+    assert code == 1, output
+    exclusive = [r for r in json.loads(output)["results"] if r["name"].startswith("exclusive")]
+    failed = [r for r in exclusive if not r["passed"]]
+    assert len(exclusive) == 2  # one pair per group: the groups are not mixed
+    [failure] = failed
+    pair = {failure["segment"], failure["name"].rsplit(" ", 1)[-1]}
+    assert pair == {"small_spenders", "not_tiny_spenders"}
+    assert failure["name"].startswith("exclusive group children of active: no member shared with")
+    assert failure["details"] == ["offending key: 2"]
+    assert failure["location"].startswith("segments/siblings.yml:")
+
+    code, output = segsql(project, "test", "--only", "data")  # the table report names them too
+    assert code == 1
+    assert f"FAIL invariant {failure['segment']}: {failure['name']}" in output
+
+
+def test_exclusive_true_needs_siblings_to_group(project: Path) -> None:
+    add_file(
+        project, "orphan.yml", "segments:\n  - {name: again, union: [active], exclusive: true}\n"
+    )
+    code, output = segsql(project, "validate")
+    assert code == 2
+    assert (
+        "orphan.yml:2:47: error: 'exclusive: true' groups siblings under the same parent" in output
+    )
 
 
 def test_deployed_tables_refreshed_apart_break_child_within_parent(project: Path) -> None:

@@ -1,0 +1,207 @@
+"""The compile cache: a segment's SQL is reused while nothing it is built from has changed.
+
+Recompiling after one edit should cost a fraction of a cold compile, so `segsql compile` keeps,
+per target, the text it printed for each segment (its query, its deploy statements, its part of
+the snapshot) under `target/.cache/`, keyed by the segment's *fingerprint*: a hash of everything
+that text is made from:
+
+- segsql's and sqlglot's versions, segsql.yml, the macro files (project and standard library),
+  the variables and as_of;
+- the target's engine and settings;
+- the segment's entity as built (its feature relation, key and columns, so introspected columns
+  count too);
+- the segment's own definition (its YAML) and the fingerprints of every segment it reads (parent
+  and set operands), so a change reaches every descendant.
+
+Headers (file and line, which move when a neighbour is edited) are not cached; they are cheap.
+Reading a stale entry is impossible by construction (a changed input is a new key), and a cache
+file that cannot be read is ignored: the cache only ever saves time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlglot import __version__ as sqlglot_version  # type: ignore[attr-defined]
+
+from segsql import __version__
+from segsql.files import write_atomic
+from segsql.model import Project, SegmentDef
+
+if TYPE_CHECKING:  # build.py uses this module: no import of it at run time
+    from segsql.build import Entity
+
+CACHE_FORMAT = 1
+CACHE_FOLDER = ".cache"
+
+
+def _digest(*parts: str) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(part.encode())
+        hasher.update(b"\0")  # so ("ab", "c") and ("a", "bc") differ
+    return hasher.hexdigest()[:32]
+
+
+def _file_texts(paths: Iterable[Path]) -> list[str]:
+    return [f"{path.name}\n{path.read_text(encoding='utf-8')}" for path in sorted(paths)]
+
+
+def _stdlib_texts() -> list[str]:
+    stdlib = resources.files("segsql") / "stdlib"
+    return [
+        f"{item.name}\n{item.read_text(encoding='utf-8')}"
+        for item in sorted(stdlib.iterdir(), key=lambda i: i.name)
+        if item.name.endswith(".sql")
+    ]
+
+
+def project_fingerprint(project: Project, as_of: dt.date, variables: dict[str, Any]) -> str:
+    """What every segment's SQL depends on: versions, segsql.yml, macros, variables, as_of."""
+    settings = project.config.loc.path.read_text(encoding="utf-8")
+    return _digest(
+        __version__,
+        sqlglot_version,
+        settings,
+        json.dumps(variables, sort_keys=True, default=str),
+        as_of.isoformat(),
+        ",".join(sorted(project.entities)),  # a segment may not be named like a feature relation
+        *_file_texts(project.macro_files),
+        *_stdlib_texts(),
+    )
+
+
+def entity_fingerprint(entity: Entity, base: str) -> str:
+    return _digest(
+        base,
+        entity.name,
+        entity.key,
+        ",".join(entity.output_columns),
+        entity.definition.materialize,
+        entity.query.sql(),
+    )
+
+
+def segment_fingerprint(entity_print: str, definition: SegmentDef, references: list[str]) -> str:
+    """A segment's key: its entity, its own YAML, and the keys of the segments it reads."""
+    return _digest(entity_print, definition.name, definition.definition_hash, *references)
+
+
+def target_fingerprint(engine: str, settings: str) -> str:
+    return _digest(engine, settings)
+
+
+class TextCache:
+    """Printed SQL of one target: fingerprint -> {kind: text}, in one JSON file.
+
+    `save` keeps the entries used by this compile (and, for a partial compile, the older ones
+    too), so the file never grows without bound.
+    """
+
+    def __init__(self, path: Path, keep_unused: bool):
+        self.path = path
+        self.keep_unused = keep_unused
+        self._old: dict[str, dict[str, str]] = _read_entries(path)
+        self._used: dict[str, dict[str, str]] = {}
+
+    def get(self, key: str, kind: str) -> str | None:
+        entry = self._used.get(key) or self._old.get(key)
+        return entry.get(kind) if entry else None
+
+    def put(self, key: str, kind: str, text: str) -> None:
+        self._entry(key)[kind] = text
+
+    def touch(self, key: str) -> None:
+        """Keep an entry that was read (not only those written) in the saved file."""
+        self._entry(key)
+
+    def _entry(self, key: str) -> dict[str, str]:
+        entry = self._used.get(key)
+        if entry is None:
+            entry = self._used[key] = dict(self._old.get(key, {}))
+        return entry
+
+    def save_pending(self) -> Path | None:
+        """Write the new cache file to the temp folder (None: unchanged); `install_cache_file`
+        puts it in place once the compile succeeded, so a failed compile writes nothing."""
+        entries = {**self._old, **self._used} if self.keep_unused else self._used
+        if entries == self._old:
+            return None
+        data = json.dumps({"format": CACHE_FORMAT, "entries": entries}, separators=(",", ":"))
+        fd, temp = tempfile.mkstemp(prefix="segsql-cache-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(data)
+        return Path(temp)
+
+
+def _read_entries(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+        return {}
+    entries = data.get("entries")
+    return entries if isinstance(entries, dict) else {}
+
+
+def cache_path(out_dir: Path, target_name: str) -> Path:
+    return out_dir / CACHE_FOLDER / f"{target_name}.json"
+
+
+class SegmentCache:
+    """Fingerprints of segments that built and passed every check, each with its lineage for
+    the manifest (features, columns, source columns and macros it reads).
+
+    A known fingerprint lets build.py skip rendering and parsing that segment, and the manifest
+    reuse its lineage: with the text cache, an unchanged segment costs a recompile nothing.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._old = _read_entries(path)
+        self._used: dict[str, dict[str, Any]] = {}
+
+    def known(self) -> set[str]:
+        return set(self._old)
+
+    def lineage(self, key: str) -> dict[str, Any] | None:
+        entry = self._old.get(key)
+        if entry is not None:
+            self._used[key] = entry
+        return entry
+
+    def put(self, key: str, entry: dict[str, Any]) -> None:
+        self._used[key] = entry
+
+    def save(self) -> None:
+        if self._used == self._old:
+            return  # nothing new: leave the file as it is
+        data = {"format": CACHE_FORMAT, "entries": self._used}
+        _write_atomic(self.path, json.dumps(data, separators=(",", ":")).encode())
+
+
+def install_cache_file(temp: Path, destination: Path) -> None:
+    """Move a pending cache file into the cache folder (it may lie on another file system)."""
+    _write_atomic(destination, temp.read_bytes())
+    temp.unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Replace the cache file whole; the folder ignores itself in git (like .pytest_cache)."""
+    ignore = path.parent / ".gitignore"
+    if not ignore.exists():
+        write_atomic(ignore, "*\n")
+    write_atomic(path, data)
+
+
+def segment_cache_path(out_dir: Path) -> Path:
+    return out_dir / CACHE_FOLDER / "segments.json"
