@@ -18,7 +18,9 @@ from typing import Any, TypeVar
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokenizer_core import TokenType
 
 from segsql.cache import entity_fingerprint, project_fingerprint, segment_fingerprint
 from segsql.dialects import DEFAULT_LOWERINGS, portable_name
@@ -225,30 +227,70 @@ def parse_expression(expr: Expr, context: _Context, what: str) -> ParsedExpr:
         ]
     except (ParseError, TokenError) as exc:
         raise _parse_error(exc, expr, rendered.text if changed else None, what) from None
-    if len(statements) != 1:
+    if len(statements) != 1 or _has_semicolon(rendered.text, context.dialect):
+        found = f"{len(statements)} statements" if len(statements) != 1 else "a ';' after it"
         raise SpecError(
-            f"{what} must be a single expression, found {len(statements)} statements",
+            f"{what} must be a single expression, found {found}",
             expr.loc,
             "remove the ';' - an expression cannot hold several statements",
         )
     tree = statements[0]
+    keyword = _statement_keyword(tree, rendered.text, context.dialect)
+    if keyword is not None:  # COMMIT, ATTACH 'x': statements that read no table
+        article = "an" if keyword[0] in "AEIOU" else "a"
+        raise SpecError(
+            f"{what} must be a scalar expression, but contains {article} {keyword} statement",
+            expr.loc,
+            _NO_STATEMENTS,
+        )
     forbidden = tree if isinstance(tree, FORBIDDEN_NODES) else tree.find(*FORBIDDEN_NODES)
     if forbidden is not None:
+        description, hint = _describe(forbidden, tree)
         raise SpecError(
-            f"{what} must be a scalar expression, but contains {_describe(forbidden)}",
-            expr.loc,
-            "read related tables through an entity feature (`from:`), not a subquery",
+            f"{what} must be a scalar expression, but contains {description}", expr.loc, hint
         )
     _check_portable_calls(tree, expr)
     return ParsedExpr(tree, rendered.macros)
 
 
-def _describe(node: exp.Expr) -> str:
+def _has_semicolon(text: str, dialect: str) -> bool:
+    """A ';' outside string literals (sqlglot drops the empty statement after a trailing one)."""
+    return ";" in text and any(
+        token.token_type == TokenType.SEMICOLON for token in sqlglot.tokenize(text, read=dialect)
+    )
+
+
+def _statement_keyword(tree: exp.Expr, text: str, dialect: str) -> str | None:
+    """The statement keyword a parsed statement starts with, e.g. COMMIT; None for expressions
+    (a condition or a window is never a statement, even over a column named `comment`)."""
+    if isinstance(tree, exp.Condition | exp.Window):
+        return None
+    tokens = sqlglot.tokenize(text, read=dialect)
+    if not tokens:
+        return None
+    parser = Dialect.get_or_raise(dialect).parser_class
+    first = tokens[0]
+    is_statement = (
+        first.token_type in parser.STATEMENT_PARSERS or first.token_type == TokenType.COMMAND
+    )
+    return first.text.upper() if is_statement else None
+
+
+_READ_THROUGH_FEATURES = "read related tables through an entity feature (`from:`), not a subquery"
+_NO_STATEMENTS = "write one condition over the entity's columns and features, e.g. `orders_90d > 0`; statements are never run"
+
+
+def _describe(node: exp.Expr, tree: exp.Expr) -> tuple[str, str]:
+    """What the forbidden node is, and the hint for it."""
+    if isinstance(node, exp.Table) and not isinstance(tree, exp.Condition):
+        node = tree  # `drop table customers`: the statement is the problem, not its table
     if isinstance(node, exp.Table):
-        return f"a table reference ({node.sql()})"
+        return f"a table reference ({node.sql()})", _READ_THROUGH_FEATURES
     if isinstance(node, exp.Query):
-        return "a subquery"
-    return f"a {node.key.upper()} statement"
+        return "a subquery", _READ_THROUGH_FEATURES
+    keyword = {"truncatetable": "truncate"}.get(node.key, node.key).upper()
+    article = "an" if keyword[0] in "AEIOU" else "a"
+    return f"{article} {keyword} statement", _NO_STATEMENTS
 
 
 def _parse_error(

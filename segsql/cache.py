@@ -135,10 +135,10 @@ class TextCache:
         entries = {**self._old, **self._used} if self.keep_unused else self._used
         if entries == self._old:
             return None
-        data = json.dumps({"format": CACHE_FORMAT, "entries": entries}, separators=(",", ":"))
         fd, temp = tempfile.mkstemp(prefix="segsql-cache-", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
+            # streamed: one string of every segment's SQL would double the memory it takes
+            json.dump({"format": CACHE_FORMAT, "entries": entries}, handle, separators=(",", ":"))
         return Path(temp)
 
 

@@ -7,6 +7,7 @@ never a Python traceback unless `--debug` is given.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager
@@ -29,8 +30,9 @@ from segsql.emit import (
     to_sql,
     write_compiled,
 )
-from segsql.errors import ExecutionError, SegsqlError
-from segsql.load import find_project_root, load_project
+from segsql.errors import ExecutionError, Location, SegsqlError, SpecError
+from segsql.load import PROJECT_FILE, find_project_root, load_project
+from segsql.model import Project
 from segsql.pipeline import (
     CacheSetup,
     compile_project,
@@ -41,6 +43,7 @@ from segsql.pipeline import (
 from segsql.run import DuckDBRunner, Runner, deploy, load_seeds, member_counts, open_runner
 from segsql.select import select_segments
 from segsql.unit import check_unit_tests
+from segsql.yamlio import YMap, load_yaml
 
 app = typer.Typer(
     name="segsql",
@@ -49,6 +52,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# sqlglot logs a warning when it falls back to parsing text as a raw command ("'call f()' contains
+# unsupported syntax"); segsql reports such an expression itself, located, so the log is noise.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -330,6 +336,8 @@ def run(
         project = load_project(root)
         effective_vars(project, parse_vars(var), as_of)  # fail on a bad date before connecting
         chosen = resolve_target(project.config, target)
+        if chosen.engine.name == "duckdb":
+            _check_seeds_folder(project)
         runner = open_runner(chosen, root)
         try:
             if isinstance(runner, DuckDBRunner):
@@ -345,6 +353,49 @@ def run(
         finally:
             runner.close()
         _print_counts(compiled, names, counts, chosen.name, output)
+
+
+def _check_seeds_folder(project: Project) -> None:
+    """`seeds:` naming a missing folder would otherwise surface as "table customers does not
+    exist" from DuckDB; say what is wrong, where it is set."""
+    folder, root = project.config.seeds, project.config.root
+    if folder is None or folder.is_dir():
+        return
+    shown = folder.relative_to(root) if folder.is_relative_to(root) else folder
+    config = root / PROJECT_FILE
+    node = load_yaml(config)
+    located = node.key_locs.get("seeds") if isinstance(node, YMap) else None
+    raise SpecError(
+        f"the seeds folder {shown} does not exist",
+        located or Location(config),
+        "create it and put the CSV/Parquet files of the source tables there, or remove `seeds:`",
+    )
+
+
+def _tree_order(compiled: CompiledProject, names: list[str]) -> list[tuple[str, int]]:
+    """`names` as a tree, each segment right under its parent, with its level in the tree (the
+    dependency order of `names` only guarantees parents come first). Segments without a parent
+    among `names` are roots, grouped by entity."""
+    chosen = set(names)
+    children: dict[str | None, list[str]] = {}
+    for name in names:
+        parent = compiled.segments[name].definition.parent
+        shown = parent.name if parent is not None and parent.name in chosen else None
+        children.setdefault(shown, []).append(name)
+    entities = list(dict.fromkeys(compiled.segments[name].entity for name in names))
+    roots = sorted(
+        children.get(None, []), key=lambda n: entities.index(compiled.segments[n].entity)
+    )
+    ordered: list[tuple[str, int]] = []
+
+    def visit(name: str, level: int) -> None:
+        ordered.append((name, level))
+        for child in children.get(name, []):
+            visit(child, level + 1)
+
+    for root in roots:
+        visit(root, 0)
+    return ordered
 
 
 def _print_counts(
@@ -382,10 +433,11 @@ def _print_counts(
         table.add_column(column)
     for column in ("members", "% of entity", "% of parent"):
         table.add_column(column, justify="right")
-    for row in rows:
-        indent = "  " * (compiled.segments[row["segment"]].depth - 1)
+    by_name = {row["segment"]: row for row in rows}
+    for name, level in _tree_order(compiled, names):
+        row = by_name[name]
         table.add_row(
-            indent + row["segment"],
+            "  " * level + row["segment"],
             row["entity"],
             row["kind"] or "",
             f"{row['members']:,}",
@@ -406,6 +458,7 @@ def seed(target: TargetOpt = None) -> None:
         root = _root()
         project = load_project(root)
         chosen = resolve_target(project.config, target)
+        _check_seeds_folder(project)
         runner = open_runner(chosen, root)
         try:
             if isinstance(runner, DuckDBRunner):

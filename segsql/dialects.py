@@ -241,6 +241,15 @@ def portable_name(node: exp.Expr) -> str | None:
     return None
 
 
+def needs_lowering(expression: exp.Expr, engine: Engine) -> bool:
+    """Whether `lower_portable` would change anything in the tree for this engine."""
+    return any(
+        type(node) in engine.rewrites
+        or ((name := portable_name(node)) is not None and engine.lowering(name) is not None)
+        for node in expression.walk()
+    )
+
+
 def lower_portable(expression: exp.Expr, engine: Engine, copy: bool = True) -> exp.Expr:
     """Replace every `segsql_*` call with the engine's own form and apply the engine's node
     rewrites (bottom-up, so calls may nest). `copy=False` rewrites a tree the caller owns in place."""

@@ -24,7 +24,7 @@ from sqlglot import exp
 
 from segsql.build import CompiledProject, Entity, Segment
 from segsql.cache import SegmentCache, TextCache, target_fingerprint
-from segsql.dialects import ENGINES, Engine, lower_portable
+from segsql.dialects import ENGINES, Engine, lower_portable, needs_lowering
 from segsql.errors import ExecutionError, SpecError, did_you_mean
 from segsql.files import write_atomic
 from segsql.lineage import Lineage
@@ -133,7 +133,11 @@ class Lowering:
         found = self._lowered.get(id(term))
         if found is None:
             engine = self.target.engine
-            lowered = _quote_reserved(lower_portable(term, engine), engine, in_place=True)
+            lowered = term
+            if needs_lowering(term, engine) or _unquoted_reserved(term, engine.reserved_words):
+                # a copy only when the target's form differs: most terms print as they are,
+                # and sharing them between targets keeps 10,000 segments' trees in memory once
+                lowered = _quote_reserved(lower_portable(term, engine), engine, in_place=True)
             found = (term, lowered)
             self._lowered[id(term)] = found
             self._lowered_ids.add(id(lowered))
@@ -261,25 +265,25 @@ def _quote_reserved(
     but not for PostgreSQL). Quoted names are case-sensitive there, so the unquoted name's folded
     (lower-case) spelling is kept. `skip` prunes subtrees known to be done already."""
     reserved = engine.reserved_words
-
-    def unquoted_reserved(tree: exp.Expr) -> list[exp.Identifier]:
-        return [
-            node
-            for node in tree.walk(prune=skip)
-            if isinstance(node, exp.Identifier)
-            and not node.quoted
-            and node.name.lower() in reserved
-        ]
-
-    found = unquoted_reserved(expression)
+    found = _unquoted_reserved(expression, reserved, skip)
     if not found:
         return expression
     if not in_place:
         expression = expression.copy()
-        found = unquoted_reserved(expression)
+        found = _unquoted_reserved(expression, reserved)
     for identifier in found:
         identifier.replace(exp.to_identifier(identifier.name.lower(), quoted=True))
     return expression
+
+
+def _unquoted_reserved(
+    tree: exp.Expr, reserved: frozenset[str], skip: Callable[[exp.Expr], bool] | None = None
+) -> list[exp.Identifier]:
+    return [
+        node
+        for node in tree.walk(prune=skip)
+        if isinstance(node, exp.Identifier) and not node.quoted and node.name.lower() in reserved
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -114,7 +114,8 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
 def source_excerpt(location: Location) -> list[str]:
     """Numbered source lines around `location`, with a caret under the column (as dbt and rustc do)."""
     try:
-        text = location.path.read_text(encoding="utf-8").splitlines()
+        # errors="replace": the excerpt of a file that is not UTF-8 still shows where it is wrong
+        text = location.path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return []
     first = max(1, location.line - CONTEXT_LINES)

@@ -223,6 +223,12 @@ def definition_hash(node: YNode, ignore: frozenset[str] = frozenset()) -> str:
 def find_project_root(start: Path) -> Path:
     """The nearest folder at or above `start` holding segsql.yml (as git finds .git)."""
     start = start.resolve()
+    if not start.is_dir():
+        problem = "is not a folder" if start.exists() else "does not exist"
+        raise SpecError(
+            f"project folder {start} {problem}",
+            hint="pass the folder holding segsql.yml to --project-dir (or $SEGSQL_PROJECT_DIR)",
+        )
     for folder in (start, *start.parents):
         if (folder / PROJECT_FILE).is_file():
             return folder
@@ -347,7 +353,7 @@ def load_project(root: Path) -> Project:
         tables=dict(sorted(tables.items())),
         entities=dict(sorted(entities.items())),
         segments=dict(sorted(segments.items())),
-        macro_files=tuple(sorted((root / MACRO_DIR).glob("**/*.sql"))),
+        macro_files=tuple(sorted(p for p in (root / MACRO_DIR).glob("**/*.sql") if p.is_file())),
         unit_tests=dict(sorted(unit_tests.items())),
         kpis=kpis,  # in declared order: the order of the KPI columns
     )
@@ -357,7 +363,8 @@ def definition_files(root: Path) -> list[Path]:
     files: list[Path] = []
     for folder in DEFINITION_DIRS:
         for pattern in ("**/*.yml", "**/*.yaml"):
-            files.extend((root / folder).glob(pattern))
+            # a folder that happens to be named like a file (`old.yml/`) holds no definitions
+            files.extend(path for path in (root / folder).glob(pattern) if path.is_file())
     return sorted(files)
 
 
@@ -434,19 +441,30 @@ def read_entity(node: YNode, errors: ErrorCollector) -> EntityDef | None:
     )
     columns = reader.strings("columns") if reader.has("columns") else None
     materialize = reader.choice("materialize", ("view", "table"), "table")
+    time = reader.string("time")
     if name is None or table is None or key is None:
         return None
     return EntityDef(
         name=name,
         table=table,
         key=key,
-        time=reader.string("time"),
-        columns=columns,
+        time=time,
+        columns=None if columns is None else _with_key_and_time(columns, key, time),
         features=features,
         description=reader.string("description"),
         materialize=_materialize(materialize),
         loc=node.loc,
     )
+
+
+def _with_key_and_time(columns: tuple[str, ...], key: str, time: str | None) -> tuple[str, ...]:
+    """Declared entity columns, plus the key (first) and the time column when left out: both are
+    columns of the entity's table by definition, so `columns: [country, plan]` is enough."""
+    declared = {column.lower() for column in columns}
+    with_key = columns if key.lower() in declared else (key, *columns)
+    if time is None or time.lower() in declared:
+        return with_key
+    return (*with_key, time)
 
 
 def read_feature(node: YNode, errors: ErrorCollector) -> FeatureDef | None:

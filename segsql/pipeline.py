@@ -24,12 +24,12 @@ from segsql.cache import (
     segment_cache_path,
 )
 from segsql.emit import Target, resolve_target, target_files
-from segsql.errors import SpecError
+from segsql.errors import Location, SpecError
 from segsql.load import load_project
 from segsql.model import Project
 
 
-def parse_as_of(value: Any, source: str = "--as-of") -> dt.date:
+def parse_as_of(value: Any, source: str = "--as-of", loc: Location | None = None) -> dt.date:
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
@@ -38,7 +38,9 @@ def parse_as_of(value: Any, source: str = "--as-of") -> dt.date:
         return dt.date.fromisoformat(str(value))
     except ValueError:
         raise SpecError(
-            f"invalid date '{value}' in {source}", hint="write dates as YYYY-MM-DD, e.g. 2024-06-30"
+            f"invalid date '{value}' in {source}",
+            loc,
+            hint="write dates as YYYY-MM-DD, e.g. 2024-06-30",
         ) from None
 
 
@@ -66,7 +68,9 @@ def effective_vars(
             project.config.loc,
             'set `vars: {as_of: "2024-06-30"}` in segsql.yml or pass --as-of YYYY-MM-DD',
         )
-    day = parse_as_of(variables["as_of"], "as_of")
+    from_file = as_of is None and "as_of" not in overrides
+    where = "segsql.yml vars.as_of" if from_file else "--as-of"
+    day = parse_as_of(variables["as_of"], where, project.config.loc if from_file else None)
     variables["as_of"] = day.isoformat()
     return day, variables
 

@@ -20,9 +20,10 @@ from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from segsql.errors import Location, SpecError, did_you_mean
+from segsql.errors import ErrorCollector, Location, SpecError, did_you_mean
 from segsql.load import WINDOW_PATTERN
 from segsql.model import Expr, Window
+from segsql.yamlio import read_source
 
 _MISSING = object()
 
@@ -46,8 +47,14 @@ class Renderer:
         self.macro_origin: dict[str, str] = {}
         for name, text in _stdlib_sources():
             self._load_macros(text, f"stdlib/{name}", None)
+        # every broken macro file at once, reported like other spec errors ("nothing was written")
+        errors = ErrorCollector()
         for path in macro_files:
-            self._load_macros(path.read_text(encoding="utf-8"), str(path), path)
+            try:
+                self._load_macros(read_source(path), str(path), path)
+            except SpecError as exc:
+                errors.extend([exc])
+        errors.raise_if_any()
         self._cache: dict[str, Rendered] = {}
 
     @property
@@ -97,6 +104,13 @@ class Renderer:
                 f"unsafe template: {message}",
                 loc,
                 "templates may only call macros, var() and use as_of",
+            )
+        if message.startswith("parameter ") and message.endswith("was not provided"):
+            # Jinja reports a macro called with too few arguments as an undefined name
+            return SpecError(
+                f"macro called without a required argument: {message}",
+                loc,
+                "pass every argument the macro declares (see docs/stdlib.md or macros/*.sql)",
             )
         known = [*self.macro_origin, "as_of", "var", "window_start"]
         hint = (

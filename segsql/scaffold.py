@@ -6,7 +6,7 @@ from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 
-from segsql.errors import SpecError
+from segsql.errors import ExecutionError, SpecError
 from segsql.files import write_atomic
 
 
@@ -15,7 +15,13 @@ def scaffold(directory: Path) -> list[Path]:
     if (directory / "segsql.yml").exists():
         raise SpecError(f"{directory / 'segsql.yml'} already exists", hint="choose an empty folder")
     created: list[Path] = []
-    _copy(resources.files("segsql") / "templates" / "init", directory, created)
+    try:
+        _copy(resources.files("segsql") / "templates" / "init", directory, created)
+    except OSError as exc:
+        raise ExecutionError(
+            f"cannot create the project in {directory}: {exc.strerror or exc}",
+            hint="choose a folder you can write to",
+        ) from None
     return created
 
 

@@ -23,6 +23,9 @@ METHODS: dict[str, Callable[[SegmentDef, CompiledProject, str], bool]] = {
 }
 
 
+_EXAMPLES = {"tag": "core", "kind": "value", "path": "segments/value/", "state": "modified"}
+
+
 def select_segments(compiled: CompiledProject, selectors: Sequence[str] | None) -> list[str]:
     """Segment names matching any selector (all segments when none is given), in dependency order."""
     tokens = [t for s in (selectors or []) for t in s.replace(",", " ").split()]
@@ -43,6 +46,11 @@ def _select_one(compiled: CompiledProject, token: str) -> set[str]:
         from segsql.state import state_selection  # reads git only when the selector is used
 
         matched = state_selection(compiled, value)
+    elif not value and core.endswith(":") and method in {*METHODS, "state"}:
+        raise SpecError(
+            f"selector '{token}' names no {method}",
+            hint=f"write the value after the colon, e.g. `{method}:{_EXAMPLES.get(method, 'x')}`",
+        )
     elif value and method in METHODS:
         test = METHODS[method]
         matched = {n for n, s in compiled.project.segments.items() if test(s, compiled, value)}

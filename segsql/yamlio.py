@@ -74,21 +74,45 @@ def type_name(value: Any) -> str:
 
 def load_yaml(path: Path) -> YNode | None:
     """Parse one YAML file; None for an empty file. Syntax errors become a located SpecError."""
-    text = path.read_text(encoding="utf-8")
+    text = read_source(path)
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path)
         problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(
-            f"invalid YAML: {problem}",
-            loc,
-            "check indentation and quoting; quote expressions that contain ':' or start with '{'",
-        ) from None
+        raise SpecError(f"invalid YAML: {problem}", loc, _syntax_hint(text, mark)) from None
     if node is None:
         return None
     return _convert(node, path, text.splitlines())
+
+
+def read_source(path: Path) -> str:
+    """A project file's text; a file that is not UTF-8 text is a located error, not a crash."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            Location(path, line, 1),
+            "save the file as UTF-8",
+        ) from None
+    except OSError as exc:
+        raise SpecError(
+            f"cannot read {path.name}: {exc.strerror or exc}",
+            Location(path),
+            "definition and macro files must be readable text files",
+        ) from None
+
+
+def _syntax_hint(text: str, mark: Any) -> str:
+    # YAML forbids tabs in indentation, and PyYAML's message ("found character that cannot
+    # start any token") does not say so: name the tab when one is where the parser stopped.
+    lines = text.splitlines()
+    if mark is not None and mark.line < len(lines) and "\t" in lines[mark.line][: mark.column + 1]:
+        return "YAML does not allow tab characters for indentation: indent with spaces"
+    return "check indentation and quoting; quote expressions that contain ':' or start with '{'"
 
 
 def _convert(node: yaml.Node, path: Path, lines: list[str]) -> YNode:

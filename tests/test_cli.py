@@ -161,6 +161,91 @@ def test_runtime_error_keeps_the_previous_objects(
     assert members(starter_project / "my_project.duckdb", "segments.active_big_spenders") == {1}
 
 
+def test_entity_reads_parquet_and_csv_in_place(starter_project: Path, segsql_cli: Invoke) -> None:
+    """`table:` may be a data file on DuckDB; declared `columns:` may leave out the key."""
+    raw = starter_project / "raw"
+    raw.mkdir()
+    data = starter_project / "data"
+    duckdb.sql(
+        f"COPY (SELECT * FROM read_csv('{data / 'customers.csv'}')) "
+        f"TO '{raw / 'customers.parquet'}' (FORMAT parquet)"
+    )
+    (data / "orders.csv").rename(raw / "orders.csv")
+    (data / "customers.csv").unlink()
+    definitions = starter_project / "segments" / "customers.yml"
+    text = definitions.read_text().replace("table: customers", "table: raw/customers.parquet")
+    text = text.replace("from: {table: orders,", "from: {table: raw/orders.csv,")
+    text = text.replace(
+        "key: customer_id\n    features:", "key: customer_id\n    columns: [country]\n    features:"
+    )
+    definitions.write_text(text.split("\nunit_tests:")[0])  # the fixtures name the old tables
+    assert "raw/customers.parquet" in text and "columns: [country]" in text
+
+    ok(segsql_cli(starter_project, "validate"))
+    report = json.loads(ok(segsql_cli(starter_project, "run", "--format", "json")))
+    assert counts(json.dumps(report)) == {
+        "active": 3,
+        "active_big_spenders": 1,
+        "active_in_europe": 2,
+    }
+    database = starter_project / "my_project.duckdb"
+    assert members(database, "segments.active_in_europe") == {1, 4}
+    result = segsql_cli(starter_project, "compile", "--target", "postgres")
+    assert_user_error(result, 2, "which postgres cannot read in place")
+
+
+def test_nonexistent_project_dir_exits_2(tmp_path: Path, segsql_cli: Invoke) -> None:
+    result = segsql_cli(tmp_path / "nope", "validate")
+    assert_user_error(result, 2, "project folder", "does not exist", "--project-dir")
+    (tmp_path / "file").write_text("")
+    assert_user_error(segsql_cli(tmp_path / "file", "validate"), 2, "is not a folder")
+
+
+def test_init_where_no_folder_can_be_made_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(app, ["init", str(tmp_path / "file" / "shop")])
+    assert_user_error(result, 1, "cannot create the project in", "a folder you can write to")
+
+
+def test_missing_seeds_folder_is_named_where_it_is_set(
+    starter_project: Path, segsql_cli: Invoke
+) -> None:
+    config = starter_project / "segsql.yml"
+    config.write_text(config.read_text().replace("seeds: data", "seeds: seed_data"))
+    for command in ("run", "seed"):
+        result = segsql_cli(starter_project, command)
+        assert_user_error(
+            result, 2, "segsql.yml:5:1: error: the seeds folder seed_data does not exist"
+        )
+    assert not (starter_project / "my_project.duckdb").exists()  # failed before connecting
+
+
+def test_selector_without_a_value_exits_2(starter_project: Path, segsql_cli: Invoke) -> None:
+    result = segsql_cli(starter_project, "list", "--select", "tag:")
+    assert_user_error(result, 2, "selector 'tag:' names no tag", "`tag:core`")
+
+
+def test_run_table_lists_children_under_their_parent(
+    mini_project: Path, segsql_cli: Invoke
+) -> None:
+    output = ok(segsql_cli(mini_project, "run"))
+    rows = [line.split("│")[1] for line in output.splitlines() if line.startswith("│")]
+    names = [row.strip() for row in rows]
+    levels = [(len(row) - len(row.lstrip()) - 1) // 2 for row in rows]
+    manifest_parent = {
+        "active": "all_customers",
+        "active_high_value": "active",
+        "active_high_value_na": "active_high_value",
+    }
+    for child, parent in manifest_parent.items():
+        at = names.index(child)
+        # the nearest row above with a smaller indentation is the parent
+        above = next(i for i in range(at - 1, -1, -1) if levels[i] < levels[at])
+        assert names[above] == parent, output
+        assert levels[at] == levels[above] + 1
+    assert levels[names.index("all_customers")] == 0
+
+
 def test_debug_shows_the_traceback(starter_project: Path) -> None:
     result = CliRunner().invoke(
         app, ["--project-dir", str(starter_project), "--debug", "compile", "--target", "nope"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from segsql.errors import Location, SpecError
+from segsql.errors import Location, SpecError, SpecErrors
 from segsql.model import Expr
 from segsql.render import Renderer
 
@@ -109,13 +109,18 @@ def test_project_macro_overrides_the_stdlib(tmp_path: Path) -> None:
 
 def test_macro_errors_are_spec_errors(tmp_path: Path) -> None:
     error = render_error("{{ days_since() }}")
-    assert error.message.startswith(("Jinja error", "unknown macro or variable"))
+    assert error.message.startswith("macro called without a required argument")
+    assert "'expr' was not provided" in error.message
     broken = tmp_path / "broken.sql"
     broken.write_text("{% macro oops(x) %}\n{{ x \n{% endmacro %}\n")
-    with pytest.raises(SpecError) as caught:
-        render("1", (broken,))
-    assert caught.value.message.startswith("Jinja syntax error in macro file")
-    assert caught.value.location is not None and caught.value.location.path == broken
+    also_broken = tmp_path / "also_broken.sql"
+    also_broken.write_text("{% macro m( %}\n")
+    with pytest.raises(SpecErrors) as caught:  # every broken macro file at once
+        render("1", (broken, also_broken))
+    first, second = caught.value.errors
+    assert first.message.startswith("Jinja syntax error in macro file")
+    assert first.location is not None and second.location is not None
+    assert {first.location.path, second.location.path} == {broken, also_broken}
 
 
 def test_jinja_syntax_error_in_an_expression() -> None:
