@@ -152,6 +152,29 @@ class Lowering:
         return exp.and_(*terms, copy=False) if terms else exp.true()
 
 
+class PrintedLowering(Lowering):
+    """A Lowering whose predicates come printed: each segment's membership predicate is printed
+    once per target, and its query, deploy statement and snapshot part reuse that text.
+
+    It goes in their trees as an opaque leaf (a `Var`, which sqlglot prints verbatim). That
+    gives the same bytes as printing the condition in place because sqlglot prints a WHERE
+    condition on its own and then indents it (`Generator.where_sql`); tests/test_emit.py's
+    golden files and tests/test_cache.py would see any difference.
+    """
+
+    def __init__(self, target: Target):
+        super().__init__(target)
+        self._printed: dict[str, str] = {}
+
+    def predicate(self, segment: Segment) -> exp.Expr:
+        text = self._printed.get(segment.name)
+        if text is None:
+            tree = super().predicate(segment)
+            text = to_sql(tree, self.target, copy=False, lowering=self)
+            self._printed[segment.name] = text
+        return exp.Var(this=text)
+
+
 def segment_query(
     segment: Segment,
     entity: Entity,
@@ -279,6 +302,8 @@ def _quote_reserved(
 def _unquoted_reserved(
     tree: exp.Expr, reserved: frozenset[str], skip: Callable[[exp.Expr], bool] | None = None
 ) -> list[exp.Identifier]:
+    if not reserved:  # sqlglot quotes them itself for this engine: no walk needed
+        return []
     return [
         node
         for node in tree.walk(prune=skip)
@@ -344,7 +369,7 @@ class SegmentPrinter:
     ):
         self.compiled = compiled
         self.target = target
-        self.lowering = Lowering(target)
+        self.lowering = PrintedLowering(target)
         self.cache = cache
         prefix = target_fingerprint(target.engine.name, repr(target.config))
         self._keys = {n: prefix + f for n, f in (fingerprints or {}).items()} if cache else {}
