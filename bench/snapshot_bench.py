@@ -5,12 +5,16 @@
 Data comes from bench/datagen.py when it exists (`--customers N --out DIR --format parquet`),
 otherwise from a small built-in DuckDB generator. The project reads the Parquet files in place.
 
-Three ways to record the same history, each into a fresh DuckDB file:
-- backfill: one `segsql snapshot --from --to --every week` (project loaded once, one connection);
+Four ways to record the same history, each into a fresh DuckDB file:
+- backfill: one `segsql snapshot --from --to --every week` (project loaded once, one connection),
+  which carries decomposable feature aggregates from date to date (segsql/history.py,
+  `RunningAggregates`);
+- backfill, per date: the same without sharing work across dates (`share_work=False`: every
+  feature aggregated from the source rows on every date, what the backfill did before);
 - independent, in process: N calls that each load the project, open the database and snapshot
   one date (what a scheduler calling the library each week does);
 - independent, CLI: N `segsql snapshot --as-of D` processes (what a cron job does);
-and checks that all three histories are identical.
+and checks that all histories are identical.
 """
 
 from __future__ import annotations
@@ -120,11 +124,12 @@ def fresh_runner(project_dir: Path) -> tuple[DuckDBRunner, object]:
     return runner, project
 
 
-def run_backfill(project_dir: Path, dates: list[dt.date]) -> float:
+def run_backfill(project_dir: Path, dates: list[dt.date], share_work: bool = True) -> float:
     runner, project = fresh_runner(project_dir)
     start = time.perf_counter()
     try:
-        backfill(runner, compiler_for(project, {}, runner), dates, None)  # type: ignore[arg-type]
+        compile_at = compiler_for(project, {}, runner)  # type: ignore[arg-type]
+        backfill(runner, compile_at, dates, None, share_work=share_work)
     finally:
         runner.close()
     return time.perf_counter() - start
@@ -178,6 +183,8 @@ def main() -> None:
         print(f"data: {source}; {len(dates)} weekly dates {dates[0]} .. {dates[-1]}")
         timings = {"backfill": run_backfill(project_dir, dates)}
         reference = history(project_dir)
+        timings["backfill, per date"] = run_backfill(project_dir, dates, share_work=False)
+        assert history(project_dir) == reference, "the per-date backfill recorded another history"
         timings["independent (in process)"] = run_independent(project_dir, dates)
         assert history(project_dir) == reference, "independent runs recorded another history"
         if not args.skip_cli:

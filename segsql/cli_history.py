@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import decimal
 import io
 import json
 import sys
@@ -21,15 +22,18 @@ from segsql.cli import SelectOpt, TargetOpt, VarOpt, _root, app, err, out, user_
 from segsql.emit import resolve_target
 from segsql.errors import ExecutionError, SpecError
 from segsql.history import (
+    GROWTH_COLUMNS,
     Every,
     Flows,
     Growth,
+    KpiTrend,
     SnapshotRun,
     backfill,
     compiler_for,
     flows,
     growth,
     history_exists,
+    kpi_trend,
     sibling_groups,
     sizes,
     snapshot_dates,
@@ -144,13 +148,22 @@ def growth_command(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Also write a chart of size over time (.svg).")
     ] = None,
+    kpis: Annotated[
+        str | None,
+        typer.Option(
+            "--kpis",
+            help="KPI trend: these KPIs (a,b) or all, per segment and date, over the members "
+            "recorded on each date (features evaluated as of that date).",
+        ),
+    ] = None,
     target: TargetOpt = None,
     var: VarOpt = None,
 ) -> None:
-    """Per segment and period: size, entered, exited, retained, net growth and growth rate."""
+    """Per segment and period: size, entered, exited, retained, net growth, growth rate (and KPIs)."""
     with user_errors(), _history_runner(target) as (project, runner):
         overrides = parse_vars(var)
         names = select_segments(_definitions(project, overrides, runner, end), selector)
+        only = _kpi_names(kpis)
         _require_history(runner)
         rows = growth(
             runner,
@@ -158,10 +171,36 @@ def growth_command(
             parse_as_of(start, "--from") if start else None,
             parse_as_of(end, "--to") if end else None,
         )
+        trend = None
+        if only is not None:
+            compile_at = compiler_for(project, overrides, runner)
+            trend = kpi_trend(runner, compile_at, names, [r.as_of for r in rows], only or None)
+            _check_kpi_columns(trend)
         if plot is not None:
             write_plot(plot, rows)
             err.print(f"wrote {plot}")
-        _print_growth(rows, output)
+        _print_growth(rows, output, trend)
+
+
+def _kpi_names(option: str | None) -> list[str] | None:
+    """None: no KPI trend; []: every KPI (`--kpis all`); else the named KPIs."""
+    if option is None:
+        return None
+    names = [n for n in option.replace(" ", "").split(",") if n]
+    if not names:
+        raise SpecError(
+            "--kpis needs KPI names", hint="e.g. --kpis revenue,churn_rate or --kpis all"
+        )
+    return [] if names == ["all"] else names
+
+
+def _check_kpi_columns(trend: KpiTrend) -> None:
+    clashes = [k for k in trend.kpis if k in GROWTH_COLUMNS]
+    if clashes:
+        raise SpecError(
+            f"KPI {', '.join(clashes)} has the name of a growth column",
+            hint="rename the KPI under `kpis:`",
+        )
 
 
 def _definitions(
@@ -195,19 +234,65 @@ def _growth_dict(row: Growth) -> dict[str, Any]:
     }
 
 
-def _print_growth(rows: Sequence[Growth], output: TableFormat) -> None:
+def _print_growth(rows: Sequence[Growth], output: TableFormat, trend: KpiTrend | None) -> None:
     dicts = [_growth_dict(r) for r in rows]
+    kpis = list(trend.kpis) if trend else []
+    if trend is not None:
+        for row, values in zip(rows, dicts, strict=True):
+            values.update(trend.of(row.segment, row.as_of))
     if output is TableFormat.json:
-        sys.stdout.write(json.dumps(dicts, indent=2) + "\n")
+        data = [{k: _json_number(v) for k, v in d.items()} for d in dicts]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
-    columns = list(dicts[0]) if dicts else list(_growth_dict(_EMPTY))
+    columns = [*_growth_dict(_EMPTY), *kpis]
     if output is TableFormat.csv:
-        sys.stdout.write(_csv(columns, [[d[c] for c in columns] for d in dicts]))
+        sys.stdout.write(_csv(columns, [[_plain(d[c]) for c in columns] for d in dicts]))
         return
-    table = Table(*[HEADERS.get(c, c) for c in columns])
+    table = Table(*[HEADERS.get(c, c) for c in GROWTH_COLUMNS])
     for d in dicts:
-        table.add_row(*[_cell(c, d[c]) for c in columns])
+        table.add_row(*[_cell(c, d[c]) for c in GROWTH_COLUMNS])
     out.print(table)
+    if trend is not None and kpis:
+        _print_kpi_trend(dicts, trend)
+
+
+def _print_kpi_trend(dicts: list[dict[str, Any]], trend: KpiTrend) -> None:
+    """A second table: a KPI column per KPI would not fit beside the growth columns."""
+    table = Table("segment", "as of", title="KPI trend (members recorded on each date)")
+    for name in trend.kpis:
+        table.add_column(name, justify="right")
+    for d in dicts:
+        cells = [_kpi_cell(d[k], trend.formats.get(k, "number")) for k in trend.kpis]
+        table.add_row(d["segment"], d["as_of"], *cells)
+    out.print(table)
+
+
+def _kpi_cell(value: Any, kind: str) -> str:
+    if value is None:
+        return ""
+    number = decimal.Decimal(value)
+    if kind == "percent":
+        return f"{number:.1%}"
+    if kind == "currency":
+        return f"{number:,.2f}"
+    if number == number.to_integral_value():
+        return f"{number:,.0f}"
+    return f"{number:,.4f}".rstrip("0")
+
+
+def _json_number(value: Any) -> Any:
+    """KPI values are DECIMAL(38, 9): whole ones as ints, the others as floats."""
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A decimal without its trailing zeros (12.500000000 -> 12.5) for CSV."""
+    if isinstance(value, decimal.Decimal):
+        text = format(value, "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return value
 
 
 HEADERS = {  # short table headers, so a period fits on one terminal line

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import itertools
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,12 +25,22 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from segsql.build import CompiledProject, Entity, build_project
-from segsql.emit import Lowering, Target, feature_query
-from segsql.errors import SpecError
-from segsql.model import Project
+from segsql.build import KEY_ALIAS, CompiledProject, Entity, build_project
+from segsql.dialects import lower_portable
+from segsql.emit import Lowering, Target, feature_query, to_sql
+from segsql.errors import ExecutionError, SpecError
+from segsql.kpis import (
+    OUTPUT_DECIMAL,
+    STRUCTURAL,
+    KpiPlan,
+    build_kpis,
+    feature_ctes,
+    plan_kpis,
+    result_formats,
+)
+from segsql.model import Project, Window
 from segsql.pipeline import effective_vars
-from segsql.run import Runner
+from segsql.run import DuckDBRunner, Runner
 from segsql.select import select_segments
 
 HISTORY_TABLE = "segment_history"
@@ -446,24 +458,39 @@ def backfill(
     dates: Sequence[dt.date],
     selectors: Sequence[str] | None,
     on_date: Callable[[SnapshotRun], None] | None = None,
+    share_work: bool = True,
 ) -> list[SnapshotRun]:
-    """Snapshot each date in its own transaction; a failure stops there, earlier dates stay."""
+    """Snapshot each date in its own transaction; a failure stops there, earlier dates stay.
+
+    With several dates on DuckDB (and `share_work`), decomposable feature aggregates are carried
+    from one date to the next (`RunningAggregates`) instead of re-aggregating every source row
+    on every date; the statements are otherwise those of a single-date snapshot.
+    """
     runner.execute_all(history_ddl(runner.target))
     runs: list[SnapshotRun] = []
     recorded: set[str] | None = None
-    for day in sorted(set(dates)):
-        compiled = compile_at(day)
-        names = select_segments(compiled, selectors)
-        if recorded is None:
-            recorded = recorded_freezes(runner, compiled)
-            _record_freezes(runner, compile_at, compiled, names, max(dates), recorded)
-        plan = plan_snapshot(compiled, names, recorded, runner.target)
-        runner.execute_all(snapshot_statements(compiled, runner.target, plan))
-        recorded |= {n for n in names if compiled.segments[n].definition.freeze == day}
-        run = SnapshotRun(day, tuple(names))
-        runs.append(run)
-        if on_date is not None:
-            on_date(run)
+    days = sorted(set(dates))
+    running = _running_aggregates(runner, days) if share_work else None
+    try:
+        for day in days:
+            compiled = compile_at(day)
+            names = select_segments(compiled, selectors)
+            if recorded is None:
+                recorded = recorded_freezes(runner, compiled)
+                _record_freezes(runner, compile_at, compiled, names, max(dates), recorded)
+            plan = plan_snapshot(compiled, names, recorded, runner.target)
+            statements = snapshot_statements(compiled, runner.target, plan)
+            if running is not None:
+                statements = running.advance(compiled, statements)
+            runner.execute_all(statements)
+            recorded |= {n for n in names if compiled.segments[n].definition.freeze == day}
+            run = SnapshotRun(day, tuple(names))
+            runs.append(run)
+            if on_date is not None:
+                on_date(run)
+    finally:
+        if running is not None:
+            running.close()
     return runs
 
 
@@ -485,6 +512,400 @@ def _record_freezes(
         plan = plan_snapshot(at_freeze, [name], recorded, runner.target)
         runner.execute_all(snapshot_statements(at_freeze, runner.target, plan))
         recorded.add(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# sharing work across dates: running aggregates
+#
+# A feature aggregate over a time-filtered source (`count(*)` of orders up to as_of, or within a
+# window) changes little from one snapshot date to the next: only the rows of (previous date,
+# date] arrive and, with a window, those of (previous start, start] leave. For aggregates that can
+# be combined exactly (counts, sums of integers and decimals, and min/max when nothing leaves), a
+# backfill keeps one running state per key in a temporary table: on the first date it is the
+# aggregate itself; on each later date the arriving (+1) and leaving (-1) rows are aggregated per
+# key (a few days of rows) and added to the keys they touch (UPDATE, INSERT of new keys, DELETE
+# of keys left with no row). The source rows a group reads are first copied once, sorted by day,
+# so each date's arrivals are a range scan rather than a scan of the whole source. Each date's
+# INSERT then reads the state in place of the aggregate CTE; everything else (entity rows,
+# defaults, derived features, predicates, the DELETE + INSERT transaction) is the single-date
+# snapshot's statement. A floating-point sum is never combined: the total of partial sums can
+# differ in the last bit and flip a threshold, so such groups are aggregated per date as before.
+
+RUNNING_TABLE = "segsql_running"
+ROWS = "segsql_rows"  # source rows of the key in the state (0: the key drops out)
+DAY = "segsql_day"  # the staged rows' CAST(time AS DATE)
+# Types whose sums are exact, so adding and subtracting partial sums gives the same total.
+EXACT_SUM_TYPE = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|DECIMAL\(\d+,\s*\d+\))$")
+
+
+def _running_aggregates(runner: Runner, days: Sequence[dt.date]) -> RunningAggregates | None:
+    # DuckDB only: it tells the types of expressions without running them (DESCRIBE), which is
+    # how sums are checked to be exact; elsewhere every date is aggregated from the source.
+    if len(days) > 1 and isinstance(runner, DuckDBRunner):
+        return RunningAggregates(runner, days)
+    return None
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A per-row expression kept per key in the running state, combined with SUM, MAX or MIN."""
+
+    combine: str
+    row_value: exp.Expr
+
+
+@dataclass
+class _RunningGroup:
+    """One aggregate CTE of a feature relation, maintained across dates."""
+
+    signature: str  # the CTE without its date filters: later dates must compile to the same
+    key: exp.Expr
+    source: exp.Expr  # the staged rows once staged, the CTE's FROM before
+    row_filter: exp.Expr | None  # the source's own `where:`
+    day: exp.Expr  # CAST(time AS DATE), then the staged rows' DAY column
+    window: Window | None
+    parts: list[_Part]
+    values: list[exp.Expr]  # the CTE's feature columns, computed from the state's columns
+    features: tuple[str, ...]  # their names
+    state: str = ""
+    as_of: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class _Aggregate:
+    """An aggregate CTE split into its date filters and the rest."""
+
+    query: exp.Select
+    day: exp.Expr
+    window: Window | None
+    row_filter: exp.Expr | None
+    signature: str
+
+
+class RunningAggregates:
+    """The running states of one backfill's decomposable feature aggregates (see above)."""
+
+    def __init__(self, runner: DuckDBRunner, days: Sequence[dt.date]):
+        self._runner = runner
+        self._first, self._last = min(days), max(days)
+        self._groups: dict[tuple[str, str], _RunningGroup | None] = {}  # None: per date
+        self._tables = itertools.count(1)
+        self._created: list[str] = []
+
+    def advance(self, compiled: CompiledProject, statements: list[exp.Expr]) -> list[exp.Expr]:
+        """Bring every state to compiled.as_of and point the INSERTs' aggregate CTEs at them."""
+        for statement in statements:
+            query = statement.expression if isinstance(statement, exp.Insert) else None
+            if not isinstance(query, exp.Query) or not query.ctes:
+                continue
+            entity = _entity_of_ctes(compiled, [cte.alias for cte in query.ctes])
+            if entity is None:
+                continue
+            for cte in query.ctes:
+                replacement = self._state_read(compiled, entity, cte)
+                if replacement is not None:
+                    cte.set("this", replacement)
+        return statements
+
+    def shared(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """(entity, aggregate CTE) -> its features, for the aggregates carried across dates."""
+        return {key: g.features for key, g in self._groups.items() if g is not None}
+
+    def close(self) -> None:
+        if self._created:
+            self._runner.execute_all([_drop(table) for table in self._created])
+
+    def _table(self) -> str:
+        name = f"{RUNNING_TABLE}_{next(self._tables)}"
+        self._created.append(name)
+        return name
+
+    def _state_read(
+        self, compiled: CompiledProject, entity: Entity, cte: exp.CTE
+    ) -> exp.Select | None:
+        aggregate = _split_aggregate(compiled, entity, cte, self._runner.target)
+        if aggregate is None:
+            return None
+        key = (entity.name, cte.alias)
+        if key not in self._groups:
+            self._groups[key] = self._new_group(aggregate)
+        group = self._groups[key]
+        if group is None:
+            return None
+        if group.signature != aggregate.signature:
+            self._groups[key] = None  # the definition moved with the date: aggregate per date
+            return None
+        self._fold(group, compiled.as_of)
+        columns = [exp.alias_(KEY_ALIAS, KEY_ALIAS)]
+        columns += [
+            exp.alias_(v.copy(), n) for v, n in zip(group.values, group.features, strict=True)
+        ]
+        return exp.select(*columns).from_(group.state)
+
+    def _new_group(self, aggregate: _Aggregate) -> _RunningGroup | None:
+        query = aggregate.query
+        source = query.args["from_"].this
+        try:
+            types = self._types(query)
+        except ExecutionError:
+            return None
+        parts: list[_Part] = []
+        values: list[exp.Expr] = []
+        lifetime = aggregate.window is None
+        for select, kind in zip(query.expressions[1:], types[1:], strict=True):
+            value = _decompose(select.this, parts, lifetime)
+            if value is None:
+                return None
+            values.append(exp.cast(value, exp.DataType.build(kind, dialect="duckdb")))
+        summed = [p.row_value for p in parts if p.combine == "SUM"] or [exp.Literal.number(0)]
+        check = exp.select(*[exp.alias_(v.copy(), f"v{i}") for i, v in enumerate(summed)])
+        try:
+            sum_types = self._types(check.from_(source.copy()))
+        except ExecutionError:
+            return None
+        if not all(EXACT_SUM_TYPE.match(t) for t in sum_types):
+            return None
+        group = _RunningGroup(
+            aggregate.signature,
+            query.expressions[0].this,
+            source,
+            aggregate.row_filter,
+            aggregate.day,
+            aggregate.window,
+            parts,
+            values,
+            tuple(s.alias for s in query.expressions[1:]),
+        )
+        return group if self._stage(group) else None
+
+    def _stage(self, group: _RunningGroup) -> bool:
+        """Copy the rows the group will read (its columns, the backfill's days) sorted by day."""
+        read = [group.key, group.row_filter, *(p.row_value for p in group.parts)]
+        columns = {c for tree in read if tree is not None for c in tree.find_all(exp.Column)}
+        if any(c.table for c in columns):
+            return False  # a qualified column would not resolve against the staged copy
+        names = sorted({c.name for c in columns})
+        first = group.window.start(self._first) if group.window else None
+        rows = _rows_between(group.source, group.day, first, self._last)
+        table = self._table()
+        staged = rows.select(*names, exp.alias_(group.day.copy(), DAY), append=False)
+        staged = staged.order_by(DAY)
+        self._runner.execute_all([_temp_table(table, staged)])
+        group.source, group.day = exp.to_table(table), exp.column(DAY)
+        return True
+
+    def _types(self, query: exp.Select) -> list[str]:
+        """The output column types of a query, without running it (DuckDB's DESCRIBE)."""
+        sql = to_sql(query, self._runner.target)
+        try:
+            rows = self._runner.connection.execute(f"DESCRIBE {sql}").fetchall()
+        except Exception as exc:  # duckdb.Error: the query cannot be typed, so it is not shared
+            raise ExecutionError(str(exc)) from None
+        return [str(row[1]) for row in rows]
+
+    def _fold(self, group: _RunningGroup, day: dt.date) -> None:
+        """state(day) = state(previous day) + rows arriving - rows leaving the window."""
+        previous = group.as_of
+        start = group.window.start(day) if group.window else None
+        if previous is None:
+            group.state = self._table()
+            initial = _per_key(group, [(start, day, 1)])
+            self._runner.execute_all([_temp_table(group.state, initial)])
+        elif previous != day:
+            ranges: list[tuple[dt.date | None, dt.date | None, int]] = [(previous, day, 1)]
+            if group.window is not None:
+                ranges.append((group.window.start(previous), start, -1))
+            self._runner.execute_all(_add_to_state(group, _per_key(group, ranges), self._table()))
+        group.as_of = day
+
+
+def _per_key(
+    group: _RunningGroup, ranges: Sequence[tuple[dt.date | None, dt.date | None, int]]
+) -> exp.Select:
+    """Per key: the number of rows and each part over the rows of the ranges (after, until],
+    each counted with its sign (+1 arriving, -1 leaving)."""
+    branches: list[exp.Select] = []
+    for after, until, sign in ranges:
+        columns: list[exp.Expr] = [
+            exp.alias_(group.key.copy(), KEY_ALIAS),
+            exp.alias_(exp.Literal.number(sign), ROWS),
+        ]
+        for index, part in enumerate(group.parts):
+            value = part.row_value.copy()
+            if sign < 0:
+                value = exp.Neg(this=exp.paren(value))
+            columns.append(exp.alias_(value, f"p{index}"))
+        rows = _rows_between(group.source, group.day, after, until)
+        if group.row_filter is not None:
+            rows = rows.where(group.row_filter.copy())
+        branches.append(rows.select(*columns, append=False))
+    union: exp.Query = branches[0]
+    for branch in branches[1:]:
+        union = exp.union(union, branch, distinct=False, copy=False)
+    combined = [exp.alias_(exp.func("SUM", exp.column(ROWS)), ROWS)]
+    combined += [
+        exp.alias_(exp.func(p.combine, exp.column(f"p{i}")), f"p{i}")
+        for i, p in enumerate(group.parts)
+    ]
+    return (
+        exp.select(KEY_ALIAS, *combined)
+        .from_(union.subquery("segsql_rows_in_range"))
+        .where(exp.column(KEY_ALIAS).is_(exp.null()).not_())  # a NULL key joins no entity
+        .group_by(KEY_ALIAS)
+    )
+
+
+def _add_to_state(group: _RunningGroup, change: exp.Select, delta: str) -> list[exp.Expr]:
+    """Statements adding a per-key change to the state: touched keys only, not the whole state."""
+    state = group.state
+
+    def column(table: str, name: str) -> exp.Expr:
+        return exp.column(name, table=table)
+
+    assignments: dict[str, object] = {ROWS: column(state, ROWS) + column(delta, ROWS)}
+    for index, part in enumerate(group.parts):
+        old, new = column(state, f"p{index}"), column(delta, f"p{index}")
+        if part.combine == "SUM":  # NULL sums (no non-NULL value yet) count as 0: see _decompose
+            zero = exp.Literal.number(0)
+            value: exp.Expr = exp.func("COALESCE", old, zero) + exp.func("COALESCE", new, zero)
+        else:  # MAX / MIN, lifetime only (nothing leaves): keep the larger / smaller
+            better = new > old if part.combine == "MAX" else new < old
+            value = exp.Case(
+                ifs=[
+                    exp.If(this=old.copy().is_(exp.null()), true=new.copy()),
+                    exp.If(this=better, true=new.copy()),
+                ],
+                default=old.copy(),
+            )
+        assignments[f"p{index}"] = value
+    same_key = column(state, KEY_ALIAS).eq(column(delta, KEY_ALIAS))
+    update = exp.update(state, assignments, where=same_key, from_=delta)
+    known = exp.select("1").from_(state).where(same_key.copy())
+    new_keys = exp.select("*").from_(delta).where(exp.Exists(this=known).not_())
+    statements: list[exp.Expr] = [
+        _temp_table(delta, change),
+        update,
+        exp.insert(new_keys, state),
+    ]
+    if group.window is not None:
+        statements.append(exp.delete(state, where=exp.column(ROWS).eq(0)))
+    return [*statements, _drop(delta)]
+
+
+def _temp_table(name: str, query: exp.Query) -> exp.Create:
+    temporary = exp.Properties(expressions=[exp.TemporaryProperty()])
+    return exp.Create(this=exp.to_table(name), kind="TABLE", expression=query, properties=temporary)
+
+
+def _drop(table: str) -> exp.Drop:
+    return exp.Drop(tables=[exp.to_table(table)], kind="TABLE", exists=True)
+
+
+def _rows_between(
+    source: exp.Expr, day: exp.Expr, after: dt.date | None, until: dt.date | None
+) -> exp.Select:
+    """SELECT * FROM source WHERE after < day <= until (an open end without a bound)."""
+    query = exp.select("*").from_(source.copy())
+    if after is not None:
+        query = query.where(day.copy() > _date(after))
+    if until is not None:
+        query = query.where(day.copy() <= _date(until))
+    return query
+
+
+def _decompose(expression: exp.Expr, parts: list[_Part], lifetime: bool) -> exp.Expr | None:
+    """The feature's value computed from running parts (added to `parts`), or None when one of
+    its aggregates cannot be combined exactly across dates."""
+    if expression.find(exp.Window, exp.Filter, exp.Subquery, exp.Distinct) is not None:
+        return None
+    for column in expression.find_all(exp.Column):
+        if column.find_ancestor(exp.AggFunc) is None:
+            return None
+
+    def part(combine: str, row_value: exp.Expr) -> exp.Expr:
+        parts.append(_Part(combine, row_value))
+        return exp.column(f"p{len(parts) - 1}")
+
+    unsupported: list[exp.Expr] = []
+
+    def replace(node: exp.Expr) -> exp.Expr:
+        if not isinstance(node, exp.AggFunc):
+            return node
+        argument = node.this
+        if isinstance(node, exp.Count) and not node.expressions:
+            if isinstance(argument, exp.Star):
+                return part("SUM", exp.Literal.number(1))
+            counted = exp.If(
+                this=argument.copy().is_(exp.null()).not_(), true=exp.Literal.number(1)
+            )
+            return part("SUM", exp.Case(ifs=[counted], default=exp.Literal.number(0)))
+        if isinstance(node, exp.Sum) and not node.expressions:
+            total = part("SUM", argument.copy())
+            present = exp.If(
+                this=argument.copy().is_(exp.null()).not_(), true=exp.Literal.number(1)
+            )
+            count = part("SUM", exp.Case(ifs=[present], default=exp.Literal.number(0)))
+            return exp.Case(ifs=[exp.If(this=count > 0, true=total)])
+        if isinstance(node, (exp.Max, exp.Min)) and lifetime and not node.expressions:
+            return part("MAX" if isinstance(node, exp.Max) else "MIN", argument.copy())
+        unsupported.append(node)
+        return node
+
+    value = expression.copy().transform(replace)
+    return None if unsupported else value
+
+
+def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
+    """The AND-ed conditions, in order (sqlglot's builder parenthesises each earlier AND)."""
+    inner = condition.this if isinstance(condition, exp.Paren) else condition
+    if isinstance(inner, exp.And):
+        return [*_conjuncts(inner.this), *_conjuncts(inner.expression)]
+    return [condition]
+
+
+def _entity_of_ctes(compiled: CompiledProject, aliases: Sequence[str]) -> Entity | None:
+    """The entity whose feature relation these CTEs inline (its relation is one of them)."""
+    for entity in compiled.entities.values():
+        if entity.relation_name in aliases:
+            return entity
+    return None
+
+
+def _split_aggregate(
+    compiled: CompiledProject, entity: Entity, cte: exp.CTE, target: Target
+) -> _Aggregate | None:
+    """The CTE as a time-filtered aggregate per key of one source, or None if it is not one."""
+    query = cte.this
+    if not isinstance(query, exp.Select) or query.args.get("joins") or query.args.get("having"):
+        return None
+    selects = query.expressions
+    if not selects or selects[0].alias != KEY_ALIAS or query.args.get("from_") is None:
+        return None
+    group = query.args.get("group")
+    if group is None or [g.sql() for g in group.expressions] != [selects[0].this.sql()]:
+        return None
+    features = {f.name: f for f in entity.features}
+    definitions = [features[s.alias].definition for s in selects[1:] if s.alias in features]
+    if not definitions or len(definitions) != len(selects) - 1:
+        return None
+    source = definitions[0].source
+    if source is None or source.time is None:
+        return None  # no time filter: nothing moves with the date
+    window = definitions[0].window
+    day = exp.cast(exp.column(source.time), exp.DataType.Type.DATE)
+    expected: list[exp.Expr] = [day.copy() <= _date(compiled.as_of)]
+    if window is not None:
+        expected.append(day.copy() > _date(window.start(compiled.as_of)))
+    where = query.args.get("where")
+    conditions = _conjuncts(where.this) if where is not None else []
+    printed = [c.sql(dialect=target.dialect) for c in conditions[: len(expected)]]
+    if printed != [c.sql(dialect=target.dialect) for c in expected]:
+        return None
+    rest = conditions[len(expected) :]
+    row_filter = exp.and_(*[c.copy() for c in rest]) if rest else None
+    undated = query.copy()
+    undated.set("where", exp.Where(this=row_filter.copy()) if row_filter is not None else None)
+    return _Aggregate(query, day, window, row_filter, undated.sql(dialect=target.dialect))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -740,3 +1161,124 @@ def sibling_groups(compiled: CompiledProject, names: Sequence[str]) -> list[list
         parent = segment.definition.parent
         groups.setdefault((segment.entity, parent.name if parent else None), []).append(name)
     return list(groups.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# KPI trend: each KPI of each segment's recorded members, date by date
+
+HISTORY_MEMBERS = "segsql_history_members"
+MEMBER_KEY = "segsql_key_text"
+MEMBER_SEGMENT = "segsql_segment"
+
+
+@dataclass(frozen=True)
+class KpiTrend:
+    """KPI values per (segment, snapshot date); None where a segment had no members."""
+
+    kpis: tuple[str, ...]
+    formats: Mapping[str, str]  # KPI -> number | percent | currency (display only)
+    values: Mapping[tuple[str, dt.date], Mapping[str, Any]]
+
+    def of(self, segment: str, day: dt.date) -> dict[str, Any]:
+        row = self.values.get((segment, day), {})
+        return {name: row.get(name) for name in self.kpis}
+
+
+def kpi_plans(
+    compiled: CompiledProject, names: Sequence[str], only: Sequence[str] | None
+) -> list[KpiPlan]:
+    """The selected segments' entities that have (the requested) KPIs, with those KPIs."""
+    structural = [n for n in only or [] if n in STRUCTURAL]
+    if structural:
+        raise SpecError(
+            f"growth has no KPI trend for {', '.join(structural)}",
+            hint="size is growth's own `size` column; ask for KPIs defined under `kpis:`",
+        )
+    defined = build_kpis(compiled)
+    if not any(defined.values()):
+        raise SpecError(
+            "the project defines no KPIs", hint="define some under `kpis:` (docs/kpis.md)"
+        )
+    plans = plan_kpis(compiled, list(names), defined, list(only) if only else None)
+    return [plan for plan in plans if plan.kpis]
+
+
+def kpi_columns(plans: Sequence[KpiPlan]) -> tuple[str, ...]:
+    """The KPI columns of `kpi_trend_query`, after `segment`: every plan's KPIs, each once."""
+    return tuple(dict.fromkeys(kpi.name for plan in plans for kpi in plan.kpis))
+
+
+def kpi_trend_query(plans: Sequence[KpiPlan], target: Target, day: dt.date) -> exp.Query:
+    """One query for one date: per segment, every KPI over the members recorded in history on
+    that date, with the features evaluated as of that date (the plans come from the project
+    compiled for it). Each entity is a subquery with its own feature CTEs, so their CTE names
+    never clash; KPIs another entity does not have are NULL in its rows."""
+    parts = [_entity_kpis(plan, target, day, kpi_columns(plans)) for plan in plans]
+    if len(parts) == 1:
+        return parts[0]
+    query: exp.Query = exp.select("*").from_(parts[0].subquery("segsql_entity_1"))
+    for index, part in enumerate(parts[1:], start=2):
+        branch = exp.select("*").from_(part.subquery(f"segsql_entity_{index}"))
+        query = exp.union(query, branch, distinct=False, copy=False)
+    return query
+
+
+def _entity_kpis(plan: KpiPlan, target: Target, day: dt.date, names: Sequence[str]) -> exp.Select:
+    """SELECT segment, KPIs FROM the features JOIN the members recorded on `day` GROUP BY segment."""
+    members = (
+        exp.select(
+            exp.alias_(exp.column("entity_key"), MEMBER_KEY),
+            exp.alias_(exp.column("segment"), MEMBER_SEGMENT),
+        )
+        .from_(target.relation(HISTORY_TABLE))
+        .where(exp.column("as_of").eq(_date(day)))
+        .where(_segment_filter(plan.shown))
+    )
+    own = {kpi.name: kpi for kpi in plan.kpis}
+    columns: list[exp.Expr] = [exp.alias_(exp.column(MEMBER_SEGMENT, table="m"), "segment")]
+    for name in names:
+        kpi = own.get(name)
+        value = lower_portable(kpi.expression.copy(), target.engine) if kpi else exp.null()
+        columns.append(exp.alias_(exp.cast(value, exp.DataType.build(OUTPUT_DECIMAL)), name))
+    relation = plan.entity.relation_name
+    # the members' own column names are prefixed, so the KPIs' unqualified columns stay unique
+    joined = _key_text_of(relation, plan.entity.key).eq(exp.column(MEMBER_KEY, table="m"))
+    query = (
+        exp.select(*columns)
+        .from_(relation)
+        .join(exp.alias_(exp.to_table(HISTORY_MEMBERS), "m", table=True), on=joined)
+        .group_by(exp.column(MEMBER_SEGMENT, table="m"))
+    )
+    for alias, body in feature_ctes(plan.entity, target):
+        query = query.with_(alias, as_=body, copy=False)
+    return query.with_(HISTORY_MEMBERS, as_=members, copy=False)
+
+
+def _key_text_of(relation: str, key: str) -> exp.Expr:
+    return exp.cast(exp.column(key, table=relation), exp.DataType.Type.TEXT)
+
+
+def kpi_trend(
+    runner: Runner,
+    compile_at: Compile,
+    names: Sequence[str],
+    days: Iterable[dt.date],
+    only: Sequence[str] | None = None,
+) -> KpiTrend:
+    """The KPIs (all, or `only`) of each segment's recorded members on each date: one query per
+    date, with the project compiled for that date (features are not stored in history, so they
+    are evaluated from the sources as of each date, like `segsql kpis --as-of`)."""
+    values: dict[tuple[str, dt.date], dict[str, Any]] = {}
+    kpis: tuple[str, ...] = ()
+    formats: dict[str, str] = {}
+    for day in sorted(set(days)):
+        compiled = compile_at(day)
+        plans = kpi_plans(compiled, names, only)
+        if not plans:
+            break
+        columns = kpi_columns(plans)
+        kpis = tuple(n for n in only if n in columns) if only else columns  # in the order asked
+        formats = {k: v for k, v in result_formats(plans).items() if k in kpis}
+        for segment, *row in runner.query(kpi_trend_query(plans, runner.target, day)):
+            values[(str(segment), day)] = dict(zip(columns, row, strict=True))
+    return KpiTrend(kpis, formats, values)

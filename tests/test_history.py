@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -24,12 +25,18 @@ from segsql.cli import app
 from segsql.emit import resolve_target
 from segsql.errors import ExecutionError, SpecError
 from segsql.history import (
+    Compile,
     Every,
+    RunningAggregates,
     backfill,
     compiler_for,
     flows,
     growth,
+    history_ddl,
+    kpi_trend,
+    plan_snapshot,
     snapshot_dates,
+    snapshot_statements,
 )
 from segsql.history_plot import render_svg, series_of
 from segsql.load import load_project
@@ -728,3 +735,265 @@ def test_random_histories_match_the_model(
     assert sizes == {
         (s, day): len(expected_members(day, orders)[s]) for s in SEGMENTS for day in days
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# KPI trend: KPIs of the recorded members, date by date
+
+KPIS_YML = """
+kpis:
+  - name: orders
+    expr: sum(lifetime_orders)
+  - name: recent_share
+    expr: "{{ safe_divide('sum(recent_orders)', 'sum(lifetime_orders)') }}"
+    format: percent
+"""
+
+
+def open_history(root: Path) -> tuple[DuckDBRunner, Compile]:
+    """open_project, typed for the history functions."""
+    project = load_project(root)
+    runner = DuckDBRunner(resolve_target(project.config, None), root)
+    load_seeds(runner, project, only_missing=False)
+    return runner, compiler_for(project, {}, runner)
+
+
+def write_kpi_project(root: Path, key_type: str = "bigint") -> Path:
+    write_project(root, key_type=key_type, frozen=True)
+    (root / "segments" / "kpis.yml").write_text(KPIS_YML)
+    return root
+
+
+def test_kpi_trend_by_hand(tmp_path: Path) -> None:
+    """KPIs of each date's recorded members, with the features as of that date."""
+    root = write_kpi_project(tmp_path)
+    snapshot(root, MONTH_ENDS)
+    runner, compile_at = open_history(root)
+    try:
+        trend = kpi_trend(runner, compile_at, ["active", "lapsed", "campaign"], MONTH_ENDS)
+    finally:
+        runner.close()
+    assert trend.kpis == ("orders", "recent_share")
+    assert trend.formats == {"orders": "number", "recent_share": "percent"}
+
+    def kpis(segment: str, day: dt.date) -> tuple[object, object]:
+        values = trend.of(segment, day)
+        return values["orders"], values["recent_share"]
+
+    # 01-31: lapsed = {1, 2}, one order each to date, none in (01-01, 01-31]
+    assert kpis("lapsed", D(2024, 1, 31)) == (2, 0)
+    assert kpis("active", D(2024, 1, 31)) == (None, None)  # no member that day
+    # 03-31: active = {1}: orders of 01-01 and 03-15, the second in the window
+    assert kpis("active", D(2024, 3, 31)) == (2, Decimal("0.5"))
+    # 03-31: lapsed = {2, 3}: 2 has one order by then (the 04-10 one comes later), 3 has two
+    assert kpis("lapsed", D(2024, 3, 31)) == (3, 0)
+    # 04-30: active = {2}: orders of 2023-12-20 and 04-10
+    assert kpis("active", D(2024, 4, 30)) == (2, Decimal("0.5"))
+    # the frozen campaign keeps customer 3 (active on 02-29), so its KPIs are 3's on 03-31,
+    # although 3 no longer matches the campaign's `where` then: the trend reads history
+    assert kpis("campaign", D(2024, 3, 31)) == (2, 0)
+
+
+def test_growth_cli_kpis(tmp_path: Path) -> None:
+    root = write_kpi_project(tmp_path)
+    code, _ = cli(
+        root, "snapshot", "--from", "2024-01-31", "--to", "2024-04-30", "--every", "month"
+    )
+    assert code == 0
+    code, text = cli(root, "growth", "active", "--kpis", "recent_share,orders", "-f", "csv")
+    assert code == 0
+    assert text.splitlines() == [
+        "segment,previous_as_of,as_of,size,previous_size,entered,exited,retained,net_growth,"
+        "growth_rate,recent_share,orders",
+        "active,,2024-01-31,0,,,,,,,,",
+        "active,2024-01-31,2024-02-29,1,0,1,0,0,1,,1,2",  # customer 3: both orders in February
+        "active,2024-02-29,2024-03-31,1,1,1,1,0,0,0.0,0.5,2",
+        "active,2024-03-31,2024-04-30,1,1,1,1,0,0,0.0,0.5,2",
+    ]
+    code, text = cli(
+        root, "growth", "lapsed", "--kpis", "all", "-f", "json", "--from", "2024-04-01"
+    )
+    assert code == 0
+    assert [(r["as_of"], r["orders"], r["recent_share"]) for r in json.loads(text)] == [
+        ("2024-04-30", 4, 0)  # lapsed = {1, 3}: two orders each
+    ]
+    code, text = cli(root, "growth", "active", "--kpis", "recent_share")
+    assert code == 0 and "KPI trend" in text and "50.0%" in text
+    assert cli(root, "growth", "--kpis", "nope")[0] == 2
+    assert cli(root, "growth", "--kpis", "size")[0] == 2
+
+
+def test_kpi_trend_is_one_query_per_date(tmp_path: Path) -> None:
+    root = write_kpi_project(tmp_path)
+    snapshot(root, MONTH_ENDS)
+    runner, compile_at = open_history(root)
+    queries: list[exp.Expr] = []
+    original = runner.query
+
+    def counting(statement: exp.Expr) -> list[tuple[object, ...]]:
+        queries.append(statement)
+        return original(statement)
+
+    runner.query = counting  # type: ignore[method-assign]
+    try:
+        kpi_trend(runner, compile_at, list(SEGMENTS), MONTH_ENDS)
+    finally:
+        runner.close()
+    assert len(queries) == len(MONTH_ENDS)
+
+
+@pytest.mark.parametrize("key_type", ["bigint", "varchar"])
+def test_postgres_kpi_trend_equals_duckdb(tmp_path: Path, pg_database: str, key_type: str) -> None:
+    days = snapshot_dates(D(2024, 1, 31), D(2024, 6, 30), Every.month)
+    root = write_kpi_project(tmp_path, key_type)
+    names = [*SEGMENTS, "campaign", "campaign_repeat"]
+    snapshot(root, days)
+    duck, duck_compile = open_history(root)
+    try:
+        expected = kpi_trend(duck, duck_compile, names, days)
+    finally:
+        duck.close()
+    project = load_project(root)
+    runner = PostgresRunner(resolve_target(project.config, "postgres"), pg_database)
+    try:
+        load_seeds_postgres(runner, project)
+        compile_at = compiler_for(project, {}, runner)
+        backfill(runner, compile_at, days, None)
+        actual = kpi_trend(runner, compile_at, names, days)
+    finally:
+        runner.close()
+    assert actual == expected
+    assert expected.values[("active", D(2024, 3, 31))] == {
+        "orders": 2,
+        "recent_share": Decimal("0.5"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# backfill: running aggregates shared across dates equal per-date evaluation
+
+RUNNING_YML = """
+tables:
+  - name: customers
+    columns: {customer_id: bigint, signup_at: date}
+  - name: orders
+    columns: {order_id: bigint, customer_id: bigint, ordered_at: date, code: varchar}
+entities:
+  - name: customer
+    table: customers
+    key: customer_id
+    time: signup_at
+    features:
+      - name: recent_orders            # count, day window: shared
+        from: {table: orders, key: customer_id, time: ordered_at}
+        expr: count(*)
+        window: 30 days
+        default: 0
+      - name: value_2m                 # decimal sum with a row filter, month window: shared
+        from: {table: orders, key: customer_id, time: ordered_at, where: "code <> '3'"}
+        expr: sum(cast(code as decimal(10, 2))) + count(code)
+        window: 2 months
+      - name: orders_today             # window shorter than the step between dates: shared
+        from: {table: orders, key: customer_id, time: ordered_at}
+        expr: count(code)
+        window: 1 day
+        default: 0
+      - name: last_order_at            # lifetime max: shared (nothing leaves)
+        from: {table: orders, key: customer_id, time: ordered_at, where: "code is not null"}
+        expr: max(ordered_at)
+      - name: distinct_codes           # count(distinct): aggregated per date
+        from: {table: orders, key: customer_id, time: ordered_at}
+        expr: count(distinct code)
+        default: 0
+      - name: float_total              # floating-point sum, same group: aggregated per date
+        from: {table: orders, key: customer_id, time: ordered_at}
+        expr: sum(cast(code as double))
+      - name: recent_twice             # derived, read from the shared columns
+        expr: recent_orders * 2
+segments:
+  - {name: recent, entity: customer, where: recent_orders > 0}
+  - {name: valuable, entity: customer, where: value_2m >= 5}
+  - {name: today, entity: customer, where: orders_today > 0}
+  - {name: seen_in_march, entity: customer, where: "last_order_at >= date '2024-03-01'"}
+  - {name: varied, entity: customer, where: distinct_codes >= 2}
+  - {name: big_float, entity: customer, where: float_total > 4.5}
+  - {name: busy, entity: customer, where: recent_twice >= 4}
+  - {name: no_value, entity: customer, where: value_2m is null}
+"""
+
+RUNNING_ORDERS = [
+    *ORDERS,
+    (7, 4, D(2024, 2, 9), "7"),
+    (8, 4, D(2024, 2, 9), "3"),
+    (9, 1, D(2024, 3, 20), "9"),
+    (10, 3, D(2024, 4, 26), "2"),
+]
+
+
+def write_running_project(root: Path) -> Path:
+    write_project(root, orders=RUNNING_ORDERS)
+    (root / "segments" / "lifecycle.yml").write_text(RUNNING_YML)
+    return root
+
+
+def test_running_aggregates_equal_per_date_backfill(tmp_path: Path) -> None:
+    days = [
+        *snapshot_dates(D(2024, 1, 5), D(2024, 5, 3), Every.week),
+        D(2024, 4, 26),  # twice in the same week: a step shorter than a week
+        D(2024, 4, 27),
+    ]
+    shared, per_date = write_running_project(tmp_path / "a"), write_running_project(tmp_path / "b")
+    runner, compile_at = open_history(shared)
+    try:
+        backfill(runner, compile_at, days, None)
+    finally:
+        runner.close()
+    runner, compile_at = open_history(per_date)
+    try:
+        backfill(runner, compile_at, days, None, share_work=False)
+    finally:
+        runner.close()
+    rows = history_rows(shared)
+    assert rows == history_rows(per_date)
+    assert {s for s, _, _ in rows} == {
+        "recent",
+        "valuable",
+        "today",
+        "seen_in_march",
+        "varied",
+        "big_float",
+        "busy",
+        "no_value",
+    }
+
+
+def test_running_aggregates_share_only_exact_aggregates(tmp_path: Path) -> None:
+    root = write_running_project(tmp_path)
+    runner, compile_at = open_history(root)
+    days = [D(2024, 3, 1), D(2024, 3, 8)]
+    try:
+        runner.execute_all(history_ddl(runner.target))
+        running = RunningAggregates(runner, days)
+        for day in days:
+            compiled = compile_at(day)
+            plan = plan_snapshot(compiled, list(compiled.segments), set(), runner.target)
+            statements = running.advance(
+                compiled, snapshot_statements(compiled, runner.target, plan)
+            )
+            runner.execute_all(statements)
+        shared = running.shared()
+        running.close()
+    finally:
+        runner.close()
+    features = {
+        alias: set(columns) for (entity, alias), columns in shared.items() if entity == "customer"
+    }
+    assert sorted(map(frozenset, features.values()), key=sorted) == sorted(
+        [
+            frozenset({"recent_orders"}),
+            frozenset({"value_2m"}),
+            frozenset({"orders_today"}),
+            frozenset({"last_order_at"}),
+        ],
+        key=sorted,
+    )
