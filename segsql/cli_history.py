@@ -39,6 +39,7 @@ from segsql.history import (
     snapshot_dates,
 )
 from segsql.history_plot import write_plot
+from segsql.kpis import format_kpi
 from segsql.load import load_project
 from segsql.model import Project
 from segsql.pipeline import effective_vars, parse_as_of, parse_vars
@@ -262,22 +263,9 @@ def _print_kpi_trend(dicts: list[dict[str, Any]], trend: KpiTrend) -> None:
     for name in trend.kpis:
         table.add_column(name, justify="right")
     for d in dicts:
-        cells = [_kpi_cell(d[k], trend.formats.get(k, "number")) for k in trend.kpis]
+        cells = [format_kpi(d[k], trend.formats.get(k, "number")) for k in trend.kpis]
         table.add_row(d["segment"], d["as_of"], *cells)
     out.print(table)
-
-
-def _kpi_cell(value: Any, kind: str) -> str:
-    if value is None:
-        return ""
-    number = decimal.Decimal(value)
-    if kind == "percent":
-        return f"{number:.1%}"
-    if kind == "currency":
-        return f"{number:,.2f}"
-    if number == number.to_integral_value():
-        return f"{number:,.0f}"
-    return f"{number:,.4f}".rstrip("0")
 
 
 def _json_number(value: Any) -> Any:

@@ -36,6 +36,7 @@ from segsql.kpis import (
     BASELINE,
     KpiPlan,
     build_kpis,
+    format_kpi,
     kpi_query,
     plan_kpis,
     result_columns,
@@ -139,7 +140,7 @@ def _print_kpis(
         title = "segment value of each split of the base (exclusive group)"
         table = Table("split", "segments", "segment value", title=title)
         for split in splits:
-            value = _format(split["segment_value"], "currency")
+            value = format_kpi(split["segment_value"], "currency")
             table.add_row(split["split"], str(split["segments"]), value)
         out.print(table)
 
@@ -173,7 +174,7 @@ def _fitting_chunks(
     chunks: list[list[str]] = [[]]
     taken = used
     for column in columns:
-        cells = [_format(r.get(column), formats.get(column, "number")) for r in rows]
+        cells = [format_kpi(r.get(column), formats.get(column, "number")) for r in rows]
         need = max(len(_header(column)), *(len(c) for c in cells)) + padding
         if chunks[-1] and taken + need > width:
             chunks.append([])
@@ -191,24 +192,9 @@ def _table(
     for column in columns:
         table.add_column(_header(column), justify="right", overflow="fold")
     for row in rows:
-        cells = [_format(row.get(c), formats.get(c, "number")) for c in columns]
+        cells = [format_kpi(row.get(c), formats.get(c, "number")) for c in columns]
         table.add_row(_label(row), *cells)
     return table
-
-
-def _format(value: Any, kind: str) -> str:
-    if value is None:
-        return ""
-    number = decimal.Decimal(value)
-    if kind == "percent":
-        return f"{number:.1%}"
-    if kind == "currency":
-        return f"{number:,.2f}"
-    if kind == "ratio":
-        return f"{number:.2f}x"
-    if number == number.to_integral_value():
-        return f"{number:,.0f}"
-    return f"{number:,.4f}".rstrip("0")
 
 
 def _json_value(value: Any) -> Any:

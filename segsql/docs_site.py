@@ -14,7 +14,6 @@ folder is swapped in whole, so readers never see a half-written site.
 
 from __future__ import annotations
 
-import decimal
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from segsql.emit import (
 from segsql.history import Growth
 from segsql.history_plot import Series
 from segsql.history_plot import render_svg as growth_svg
+from segsql.kpis import format_kpi
 
 # Ancestors decide membership, so they are all drawn (up to the limit); descendants can number in
 # the thousands, so only GRAPH_DEPTH levels of them are.
@@ -116,24 +116,8 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["thousands"] = lambda n: f"{n:,}"
     env.filters["percent"] = lambda x: "" if x is None else f"{x:.1%}"
-    env.filters["kpi"] = kpi_text
+    env.filters["kpi"] = format_kpi
     return env
-
-
-def kpi_text(value: Any, kind: str = "number") -> str:
-    """A KPI value as `segsql kpis` prints it: 12.3%, 1,234.50, 1.25x, 1,234."""
-    if value is None:
-        return ""
-    number = decimal.Decimal(str(value))
-    if kind == "percent":
-        return f"{number:.1%}"
-    if kind == "currency":
-        return f"{number:,.2f}"
-    if kind == "ratio":
-        return f"{number:.2f}x"
-    if number == number.to_integral_value():
-        return f"{number:,.0f}"
-    return f"{number:,.4f}".rstrip("0").rstrip(".")
 
 
 def _template_text(name: str) -> str:
@@ -268,10 +252,10 @@ def _kpi_rows(name: str, entry: dict[str, Any], data: SiteData | None) -> list[d
         {
             "name": column.name,
             "description": column.description or "",
-            "value": kpi_text(own.get(column.name), column.format),
-            "parent": kpi_text(parent.get(column.name), column.format),
-            "lift": kpi_text(own.get(f"lift_{column.name}"), "ratio"),
-            "entity": kpi_text(entity.get(column.name), column.format),
+            "value": format_kpi(own.get(column.name), column.format),
+            "parent": format_kpi(parent.get(column.name), column.format),
+            "lift": format_kpi(own.get(f"lift_{column.name}"), "ratio"),
+            "entity": format_kpi(entity.get(column.name), column.format),
         }
         for column in columns
     ]

@@ -23,6 +23,7 @@ PostgreSQL (exact NUMERIC) print the same numbers.
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -632,3 +633,19 @@ def kpis_script(compiled: CompiledProject, target: Target, segments: list[str]) 
     )
     queries = [to_sql(kpi_query(compiled, plan, target), target) + ";\n" for plan in plans]
     return header + "\n".join(queries)
+
+
+def format_kpi(value: Any, kind: str = "number") -> str:
+    """A KPI value for people: 12.3% (percent), 1,234.50 (currency), 1.25x (ratio), 1,234."""
+    if value is None:
+        return ""
+    number = decimal.Decimal(str(value))
+    if kind == "percent":
+        return f"{number:.1%}"
+    if kind == "currency":
+        return f"{number:,.2f}"
+    if kind == "ratio":
+        return f"{number:.2f}x"
+    if number == number.to_integral_value():
+        return f"{number:,.0f}"
+    return f"{number:,.4f}".rstrip("0").rstrip(".")
