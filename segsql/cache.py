@@ -5,7 +5,7 @@ per target, the text it printed for each segment (its query, its deploy statemen
 the snapshot) under `target/.cache/`, keyed by the segment's *fingerprint*: a hash of everything
 that text is made from:
 
-- segsql's and sqlglot's versions, segsql.yml, the macro files (project and standard library),
+- segsql's own code and sqlglot's version, segsql.yml, the macro files (project and standard library),
   the variables and as_of;
 - the target's engine and settings;
 - the segment's entity as built (its feature relation, key and columns, so introspected columns
@@ -21,6 +21,7 @@ file that cannot be read is ignored: the cache only ever saves time.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -55,27 +56,30 @@ def _file_texts(paths: Iterable[Path]) -> list[str]:
     return [f"{path.name}\n{path.read_text(encoding='utf-8')}" for path in sorted(paths)]
 
 
-def _stdlib_texts() -> list[str]:
-    stdlib = resources.files("segsql") / "stdlib"
-    return [
-        f"{item.name}\n{item.read_text(encoding='utf-8')}"
-        for item in sorted(stdlib.iterdir(), key=lambda i: i.name)
-        if item.name.endswith(".sql")
-    ]
+@functools.cache
+def segsql_fingerprint() -> str:
+    """segsql's own code and standard library, not only its version number: an edited checkout
+    (or a development install) must not be served SQL that older code printed."""
+    package = resources.files("segsql")
+    parts = [__version__]
+    for folder in (package, package / "stdlib"):
+        for item in sorted(folder.iterdir(), key=lambda i: i.name):
+            if item.name.endswith((".py", ".sql")):
+                parts.append(f"{item.name}\n{item.read_text(encoding='utf-8')}")
+    return _digest(*parts)
 
 
 def project_fingerprint(project: Project, as_of: dt.date, variables: dict[str, Any]) -> str:
     """What every segment's SQL depends on: versions, segsql.yml, macros, variables, as_of."""
     settings = project.config.loc.path.read_text(encoding="utf-8")
     return _digest(
-        __version__,
+        segsql_fingerprint(),
         sqlglot_version,
         settings,
         json.dumps(variables, sort_keys=True, default=str),
         as_of.isoformat(),
         ",".join(sorted(project.entities)),  # a segment may not be named like a feature relation
         *_file_texts(project.macro_files),
-        *_stdlib_texts(),
     )
 
 
