@@ -143,12 +143,14 @@ def build_project(
     as_of: dt.date,
     variables: dict[str, Any],
     introspect: ColumnLookup | None = None,
-    known: Container[str] = frozenset(),
+    known: Container[str] | None = None,
 ) -> CompiledProject:
     """Resolve and check everything; raises SpecErrors listing every problem found.
 
-    A segment whose fingerprint is `known` (it was built from exactly these inputs before, and
-    passed every check) is resolved only when something reads its expressions.
+    With `known` (the compile cache's fingerprints, segsql/cache.py) every segment gets a
+    fingerprint, and one whose fingerprint is known (it was built from exactly these inputs
+    before, and passed every check) is resolved only when something reads its expressions.
+    Without it (every command but compile) no fingerprint is computed.
     """
     errors = ErrorCollector()
     renderer = Renderer(project.macro_files, variables, as_of)
@@ -159,8 +161,9 @@ def build_project(
         if entity is not None:
             entities[entity.name] = entity
     errors.raise_if_any()
-    base = project_fingerprint(project, as_of, variables)
-    context.entity_prints = {n: entity_fingerprint(e, base) for n, e in entities.items()}
+    if known is not None:
+        base = project_fingerprint(project, as_of, variables)
+        context.entity_prints = {n: entity_fingerprint(e, base) for n, e in entities.items()}
     graph = segment_graph(project, errors)
     errors.raise_if_any()
     segments: dict[str, Segment] = {}
@@ -190,7 +193,7 @@ class _Context:
     renderer: Renderer
     errors: ErrorCollector
     as_of: dt.date
-    known: Container[str] = frozenset()
+    known: Container[str] | None = None
     entity_prints: dict[str, str] = field(default_factory=dict)
     segment_prints: dict[str, str] = field(default_factory=dict)
 
@@ -730,12 +733,7 @@ def build_segment(
             did_you_mean(entity_name, entities),
         )
     _check_not_a_feature_relation(definition, entities)
-    key = segment_fingerprint(
-        context.entity_prints[entity.name],
-        definition,
-        [context.segment_prints[r.name] for r in definition.references],
-    )
-    context.segment_prints[definition.name] = key
+    key = _fingerprint(definition, entity, context)
     parent = built[definition.parent.name] if definition.parent else None
 
     def resolve() -> ResolvedSegment:
@@ -747,9 +745,22 @@ def build_segment(
 
     depth = 1 + max((built[r.name].depth for r in definition.references), default=0)
     segment = Segment(definition.name, definition, entity.name, depth, resolve)
-    if key not in context.known:
+    if context.known is None or key not in context.known:
         segment.resolved  # noqa: B018 - resolve now: its errors are reported with the others
     return segment
+
+
+def _fingerprint(definition: SegmentDef, entity: Entity, context: _Context) -> str | None:
+    """The segment's compile-cache key (None when the build keeps no cache)."""
+    if context.known is None:
+        return None
+    key = segment_fingerprint(
+        context.entity_prints[entity.name],
+        definition,
+        [context.segment_prints[r.name] for r in definition.references],
+    )
+    context.segment_prints[definition.name] = key
+    return key
 
 
 def _resolve_own(

@@ -133,13 +133,13 @@ class TextCache:
             entry = self._used[key] = dict(self._old.get(key, {}))
         return entry
 
-    def save_pending(self) -> Path | None:
-        """Write the new cache file to the temp folder (None: unchanged); `install_cache_file`
-        puts it in place once the compile succeeded, so a failed compile writes nothing."""
+    def save_pending(self, folder: Path) -> Path | None:
+        """Write the new cache file into `folder`, a temp folder (None: unchanged);
+        `install_cache_file` puts it in place once the compile succeeded."""
         entries = {**self._old, **self._used} if self.keep_unused else self._used
         if entries == self._old:
             return None
-        fd, temp = tempfile.mkstemp(prefix="segsql-cache-", suffix=".json")
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f"{self.path.stem}-", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             # streamed: one string of every segment's SQL would double the memory it takes
             json.dump({"format": CACHE_FORMAT, "entries": entries}, handle, separators=(",", ":"))

@@ -146,7 +146,7 @@ def _compile(
     as_of: str | None,
     var: list[str] | None,
     runner: Runner | None = None,
-    known: Container[str] = frozenset(),
+    known: Container[str] | None = None,
 ) -> CompiledProject:
     introspect = runner.table_columns if runner is not None else _lazy_duckdb_columns(_root())
     return compile_project(_root(), as_of, parse_vars(var), introspect, known)
@@ -287,7 +287,7 @@ def compile_command(
         folder = out_dir if out_dir.is_absolute() else _root() / out_dir
         # --check writes nothing, not even the cache (segsql/cache.py).
         cache = None if check else CacheSetup(folder, partial=bool(select))
-        compiled = _compile(as_of, var, known=cache.segments.known() if cache else frozenset())
+        compiled = _compile(as_of, var, known=cache.segments.known() if cache else None)
         config = compiled.project.config
         targets = all_targets(config) if all_targets_ else [resolve_target(config, target)]
         if check and target is None and not all_targets_:

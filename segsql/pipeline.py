@@ -9,6 +9,8 @@ import contextlib
 import datetime as dt
 import multiprocessing
 import os
+import shutil
+import tempfile
 from collections.abc import Container
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -80,9 +82,10 @@ def compile_project(
     as_of: str | None = None,
     overrides: dict[str, Any] | None = None,
     introspect: ColumnLookup | None = None,
-    known: Container[str] = frozenset(),
+    known: Container[str] | None = None,
 ) -> CompiledProject:
-    """Load and build; segments whose fingerprint is `known` are resolved only when read."""
+    """Load and build; with `known`, segments whose fingerprint is known are resolved only
+    when read (see build_project)."""
     project = load_project(root)
     day, variables = effective_vars(project, overrides or {}, as_of)
     return build_project(project, day, variables, introspect, known)
@@ -102,16 +105,23 @@ class CacheSetup:
     """The compile cache of one output folder (see segsql/cache.py).
 
     Nothing is written while the compile may still fail: each target's new cache file waits in
-    the temp folder (`pending`) until `install` moves it in, after the output was written.
+    a temp folder of this compile (`pending`) until `install` moves it in, after the output was
+    written; `discard` removes the folder whatever happened (a worker's files included).
     """
 
     out_dir: Path
     partial: bool  # a --select compile keeps the other segments' entries
     segments: SegmentCache = field(init=False)
+    staging: Path | None = None  # made by emit_targets, before any worker is forked
     pending: list[tuple[Path, Path]] = field(default_factory=list)  # (temp file, destination)
 
     def __post_init__(self) -> None:
         self.segments = SegmentCache(segment_cache_path(self.out_dir))
+
+    def staging_folder(self) -> Path:
+        if self.staging is None:
+            self.staging = Path(tempfile.mkdtemp(prefix="segsql-cache-"))
+        return self.staging
 
     def text_cache(self, target: Target) -> TextCache:
         return TextCache(cache_path(self.out_dir, target.name), keep_unused=self.partial)
@@ -124,8 +134,9 @@ class CacheSetup:
         self.discard()
 
     def discard(self) -> None:
-        for temp, _ in self.pending:
-            temp.unlink(missing_ok=True)
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
         self.pending.clear()
 
 
@@ -144,6 +155,8 @@ def emit_targets(
     """
     cores = os.cpu_count() or 1
     fork = "fork" in multiprocessing.get_all_start_methods()
+    if cache is not None:
+        cache.staging_folder()  # so forked workers write where the parent will clean up
     known = cache.segments.known() if cache else set()
     changed = sum(compiled.fingerprints.get(n) not in known for n in names)
     if len(targets) < 2 or changed < PARALLEL_MIN_SEGMENTS or cores < 2 or not fork:
@@ -185,7 +198,7 @@ def _cached_target_files(
         return target_files(compiled, target, names), None
     cache = setup.text_cache(target)
     files = target_files(compiled, target, names, cache, compiled.fingerprints)
-    temp = cache.save_pending()
+    temp = cache.save_pending(setup.staging_folder())
     return files, (temp, cache.path) if temp is not None else None
 
 
