@@ -117,9 +117,10 @@ class Lowering:
 
     build.py shares a parent's terms with its children, so lowering (or copying) a segment's
     whole predicate repeats every ancestor's work in every descendant: most of a compile's time
-    at 1,000 segments. Here each term object is lowered once per target, and each predicate is a
-    fresh AND over the shared lowered terms. Those trees are only ever printed, never rewritten
-    in place (`to_sql` copies a tree before it changes names), so sharing subtrees is safe.
+    at 1,000 segments. Here each term object is lowered once per target (copied only when the
+    target's form differs), and each predicate is a fresh AND over the shared terms. Shared
+    subtrees are only ever printed, never rewritten: their reserved names are quoted here, once,
+    and `to_sql(..., lowering=...)` skips them when it quotes the rest of a tree.
     """
 
     def __init__(self, target: Target):
