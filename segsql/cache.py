@@ -106,8 +106,8 @@ def target_fingerprint(engine: str, settings: str) -> str:
 class TextCache:
     """Printed SQL of one target: fingerprint -> {kind: text}, in one JSON file.
 
-    `save` keeps the entries used by this compile (and, for a partial compile, the older ones
-    too), so the file never grows without bound.
+    `save_pending` keeps the entries used by this compile (and, for a partial compile, the
+    older ones too), so the file never grows without bound.
     """
 
     def __init__(self, path: Path, keep_unused: bool):

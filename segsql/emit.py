@@ -239,11 +239,17 @@ def deploy_statements(
     statements = deploy_prelude(compiled, target, wanted)
     lowering = Lowering(target)
     for name in wanted:
-        segment = compiled.segments[name]
-        entity = compiled.entities[segment.entity]
-        query = segment_query(segment, entity, target, lowering=lowering)
-        statements += replace_statements(target, name, query, segment.definition.materialize)
+        statements += segment_statements(compiled, target, name, lowering)
     return statements
+
+
+def segment_statements(
+    compiled: CompiledProject, target: Target, name: str, lowering: Lowering
+) -> list[exp.Expr]:
+    """The statements that (re)create one segment's view or table."""
+    segment = compiled.segments[name]
+    query = segment_query(segment, compiled.entities[segment.entity], target, lowering=lowering)
+    return replace_statements(target, name, query, segment.definition.materialize)
 
 
 def deploy_order(
@@ -382,8 +388,7 @@ class SegmentPrinter:
         """The segment's deploy statements, each followed by `;` and a blank line."""
 
         def make() -> str:
-            kind = self.compiled.segments[name].definition.materialize
-            statements = replace_statements(self.target, name, self._query(name), kind)
+            statements = segment_statements(self.compiled, self.target, name, self.lowering)
             return "".join(self._print(s) + ";\n\n" for s in statements)
 
         return self._text(name, "deploy", make)
