@@ -176,6 +176,16 @@ class PrintedLowering(Lowering):
         return exp.Var(this=text)
 
 
+def with_where(query: exp.Select, predicate: exp.Expr) -> exp.Select:
+    """`query` (which has no WHERE yet) filtered by `predicate`, in place.
+
+    Not `query.where(...)`: compiled sqlglot (sqlglotc) checks that its argument is a Condition,
+    and a PrintedLowering predicate is an opaque `Var`.
+    """
+    query.set("where", exp.Where(this=predicate))
+    return query
+
+
 def segment_query(
     segment: Segment,
     entity: Entity,
@@ -193,7 +203,7 @@ def segment_query(
     )
     predicate = (lowering or Lowering(target)).predicate(segment)
     query = exp.select(exp.column(entity.key)).distinct().from_(source, copy=False)
-    query = query.where(predicate, copy=False)
+    query = with_where(query, predicate)
     if standalone:
         features = feature_query(entity, target)
         body = features.copy()

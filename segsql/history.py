@@ -27,7 +27,7 @@ from sqlglot import exp
 
 from segsql.build import KEY_ALIAS, CompiledProject, Entity, build_project
 from segsql.dialects import lower_portable
-from segsql.emit import Lowering, Target, feature_query, to_sql
+from segsql.emit import Lowering, Target, feature_query, to_sql, with_where
 from segsql.errors import ExecutionError, SpecError
 from segsql.kpis import (
     OUTPUT_DECIMAL,
@@ -326,7 +326,7 @@ def member_select(entity: Entity, name: str, plan: SnapshotPlan) -> exp.Select:
     """SELECT DISTINCT 'segment', key as text, as_of FROM the feature relation WHERE membership."""
     predicate = plan.predicates[name]  # already lowered for the target
     # Every node here is fresh, so the builders need not copy (there are 1,000s of parts).
-    return (
+    query = (
         exp.select(
             exp.alias_(exp.Literal.string(name), "segment", copy=False),
             exp.alias_(_key_text(entity.key), "entity_key", copy=False),
@@ -335,8 +335,8 @@ def member_select(entity: Entity, name: str, plan: SnapshotPlan) -> exp.Select:
         )
         .distinct(copy=False)
         .from_(entity.relation_name, copy=False)
-        .where(predicate, copy=False)
     )
+    return with_where(query, predicate)
 
 
 def members_query(
