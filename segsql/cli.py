@@ -42,7 +42,6 @@ from segsql.pipeline import (
 )
 from segsql.run import DuckDBRunner, Runner, deploy, load_seeds, member_counts, open_runner
 from segsql.select import select_segments
-from segsql.unit import check_unit_tests
 from segsql.yamlio import YMap, load_yaml
 
 app = typer.Typer(
@@ -176,6 +175,7 @@ def _lazy_duckdb_columns(root: Path) -> Callable[[str], list[str] | None]:
 def validate(as_of: AsOfOpt = None, var: VarOpt = None) -> None:
     """Check every definition (segments, features, KPIs): YAML, keys, references, cycles, Jinja, SQL and columns."""
     from segsql.kpis import build_kpis
+    from segsql.unit import check_unit_tests
 
     with user_errors():
         compiled = _compile(as_of, var)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from segsql.build import CompiledProject
 from segsql.cli import AsOfOpt, TargetOpt, VarOpt, _compile, _root, app, err, out, user_errors
-from segsql.docs_site import KpiColumn, SiteData, build_site
 from segsql.emit import _swap_in_folder, all_targets, resolve_target
 from segsql.errors import ExecutionError
 from segsql.history import Growth, growth, history_exists
@@ -17,6 +16,9 @@ from segsql.kpis import BASELINE, build_kpis, kpi_query, plan_kpis, result_colum
 from segsql.load import load_project
 from segsql.pipeline import effective_vars, parse_vars
 from segsql.run import DuckDBRunner, Runner, deploy, load_seeds, member_counts, open_runner
+
+if TYPE_CHECKING:  # the site builder is imported by `segsql docs` only: other commands start faster
+    from segsql.docs_site import KpiColumn, SiteData
 
 
 @app.command("docs")
@@ -35,6 +37,8 @@ def docs_command(
     var: VarOpt = None,
 ) -> None:
     """Build a static docs site: a searchable segment catalogue, one page per segment, SVG lineage."""
+    from segsql.docs_site import build_site
+
     with user_errors():
         compiled, data = (
             _with_data(target, as_of, var) if with_data else (_compile(as_of, var), None)
@@ -58,6 +62,8 @@ def _with_data(
 ) -> tuple[CompiledProject, SiteData]:
     """Compile against the target's tables, create every segment there, count members, compute
     every KPI (one query per entity) and read the growth history if snapshots were recorded."""
+    from segsql.docs_site import SiteData
+
     root = _root()
     project = load_project(root)
     effective_vars(project, parse_vars(var), as_of)  # a bad date fails before connecting
@@ -83,6 +89,8 @@ def _kpi_values(
     runner: Runner, compiled: CompiledProject, names: list[str]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[KpiColumn, ...]]]:
     """`segsql kpis` for every segment: rows keyed by segment ("entity:<name>" for the entity)."""
+    from segsql.docs_site import KpiColumn
+
     rows: dict[str, dict[str, Any]] = {}
     columns: dict[str, tuple[KpiColumn, ...]] = {}
     for plan in plan_kpis(compiled, names, build_kpis(compiled)):

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import sqlglot
 import typer
@@ -42,8 +42,9 @@ from segsql.pipeline import compile_project, effective_vars, parse_vars
 from segsql.run import DuckDBRunner, load_seeds, open_runner
 from segsql.select import select_segments
 from segsql.state import STATE_ENV, SegmentChange, compare, compile_base, size_changes
-from segsql.testing import CheckResult, junit_xml, run_checks
-from segsql.unit import fixture_columns, run_unit_tests, selected_unit_tests
+
+if TYPE_CHECKING:  # imported by `segsql test` itself, so that other commands start faster
+    from segsql.testing import CheckResult
 
 
 class Only(StrEnum):
@@ -123,6 +124,9 @@ def _test(
     as_of: str | None,
     var: list[str] | None,
 ) -> None:
+    from segsql.testing import junit_xml
+    from segsql.unit import fixture_columns, run_unit_tests, selected_unit_tests
+
     root = _root()
     results: list[CheckResult] = []
     if only is not Only.data:
@@ -148,6 +152,8 @@ def _data_checks(
     as_of: str | None,
     var: list[str] | None,
 ) -> list[CheckResult]:
+    from segsql.testing import run_checks
+
     project = load_project(root)
     effective_vars(project, parse_vars(var), as_of)  # fail on a bad date before connecting
     runner = open_runner(resolve_target(project.config, target), root)

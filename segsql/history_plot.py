@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from html import escape  # not xml.sax.saxutils: it imports urllib (slow start-up)
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 from segsql.errors import SpecError
 from segsql.files import write_atomic
@@ -72,7 +72,7 @@ def render_svg(series: Sequence[Series]) -> str:
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{coords}"/>')
         parts += [
             f'<circle cx="{x(d):.1f}" cy="{y(n):.1f}" r="2.5" fill="{color}">'
-            f"<title>{escape(one.segment)} {d}: {n:,}</title></circle>"
+            f"<title>{escape(one.segment, quote=False)} {d}: {n:,}</title></circle>"
             for d, n in one.points
         ]
         legend_y = TOP + LEGEND_LINE * index
@@ -80,7 +80,7 @@ def render_svg(series: Sequence[Series]) -> str:
             f'<rect x="{WIDTH - RIGHT + 15}" y="{legend_y}" width="12" height="12" fill="{color}"/>'
         )
         parts.append(
-            f'<text x="{WIDTH - RIGHT + 32}" y="{legend_y + 10}">{escape(one.segment)}</text>'
+            f'<text x="{WIDTH - RIGHT + 32}" y="{legend_y + 10}">{escape(one.segment, quote=False)}</text>'
         )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from functools import cache
 
 from sqlglot import exp
-from sqlglot.lineage import lineage as sqlglot_lineage
-from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 
 from segsql.build import CompiledProject, Entity, Feature, Segment
 
@@ -74,6 +72,10 @@ class Lineage:
         return [n for n in self.compiled.segments if column in self.segment(n).source_columns]
 
     def _sources_of_entity(self, entity_name: str) -> dict[str, set[SourceColumn]]:
+        # imported here: a recompile whose lineage is all cached never needs sqlglot's optimizer
+        from sqlglot.lineage import lineage as sqlglot_lineage
+        from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+
         entity = self.compiled.entities[entity_name]
         schema = _schema(self.compiled)
         filters = _aggregate_filters(entity)

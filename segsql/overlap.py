@@ -9,9 +9,9 @@ and containment are then plain arithmetic on those counts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape  # not xml.sax.saxutils: it imports urllib (slow start-up)
 from itertools import combinations
 from typing import Any
-from xml.sax.saxutils import escape
 
 from sqlglot import exp
 
@@ -123,7 +123,7 @@ def heatmap_svg(pairs: list[dict[str, Any]], metric: str) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">'
         f'<rect width="{width}" height="{height}" fill="white"/>'
-        f"<title>segment overlap: {escape(metric)}</title>"
+        f"<title>segment overlap: {escape(metric, quote=False)}</title>"
     )
     return "\n".join([head, *parts, "</svg>"]) + "\n"
 
@@ -141,16 +141,16 @@ def _heatmap_block(
     largest = max((v for v in cell.values() if v is not None), default=0) or 1
     scale = 1 if metric != "shared" else largest  # Jaccard and containment are already 0..1
     title = f"{entity}: {metric} (row a, column b)"
-    parts = [f'<text x="10" y="{top + 18}" font-size="13">{escape(title)}</text>']
+    parts = [f'<text x="10" y="{top + 18}" font-size="13">{escape(title, quote=False)}</text>']
     for index, name in enumerate(names):
         x = left + index * CELL + CELL / 2
         y = grid_top + index * CELL + CELL / 2
         parts.append(
             f'<text x="{x:.0f}" y="{grid_top - 6}" transform="rotate(-60 {x:.0f} {grid_top - 6})">'
-            f"{escape(name)}</text>"
+            f"{escape(name, quote=False)}</text>"
         )
         parts.append(
-            f'<text x="{left - 6}" y="{y + 4:.0f}" text-anchor="end">{escape(name)}</text>'
+            f'<text x="{left - 6}" y="{y + 4:.0f}" text-anchor="end">{escape(name, quote=False)}</text>'
         )
     for row, a in enumerate(names):
         for column, b in enumerate(names):
@@ -169,7 +169,7 @@ def _heatmap_cell(
     # white -> dark blue, light text on dark cells
     r, g, b_ = (round(255 - share * (255 - c)) for c in (8, 48, 107))
     exact = f"{value:,}" if metric == "shared" else f"{value:.3f}"
-    tip = f"<title>{escape(a)} / {escape(b)}: {exact}</title>"
+    tip = f"<title>{escape(a, quote=False)} / {escape(b, quote=False)}: {exact}</title>"
     rect = (
         f'<rect x="{x}" y="{y}" width="{CELL}" height="{CELL}" '
         f'fill="rgb({r},{g},{b_})" stroke="#fff">{tip}</rect>'

@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Container
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +162,8 @@ def emit_targets(
         return _collect(
             targets, [_cached_target_files(compiled, t, names, cache) for t in targets], cache
         )
+    from concurrent.futures import ProcessPoolExecutor  # here: most compiles never fork
+
     global _forked
     _forked = (compiled, targets, names, cache)
     try:
