@@ -23,7 +23,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokenizer_core import TokenType
 
 from segsql.cache import entity_fingerprint, project_fingerprint, segment_fingerprint
-from segsql.dialects import DEFAULT_LOWERINGS, portable_name
+from segsql.dialects import DEFAULT_LOWERINGS, portable_name, sqlglot_dialect
 from segsql.errors import ErrorCollector, Location, SpecError, did_you_mean
 from segsql.graph import DAG, CycleError
 from segsql.model import EntityDef, Expr, FeatureDef, Project, SegmentDef, TableDef
@@ -226,7 +226,9 @@ def parse_expression(expr: Expr, context: _Context, what: str) -> ParsedExpr:
     changed = rendered.text != expr.text
     try:
         statements = [
-            s for s in sqlglot.parse(rendered.text, read=context.dialect) if s is not None
+            s
+            for s in sqlglot.parse(rendered.text, read=sqlglot_dialect(context.dialect))
+            if s is not None
         ]
     except (ParseError, TokenError) as exc:
         raise _parse_error(exc, expr, rendered.text if changed else None, what) from None
@@ -259,7 +261,8 @@ def parse_expression(expr: Expr, context: _Context, what: str) -> ParsedExpr:
 def _has_semicolon(text: str, dialect: str) -> bool:
     """A ';' outside string literals (sqlglot drops the empty statement after a trailing one)."""
     return ";" in text and any(
-        token.token_type == TokenType.SEMICOLON for token in sqlglot.tokenize(text, read=dialect)
+        token.token_type == TokenType.SEMICOLON
+        for token in sqlglot.tokenize(text, read=sqlglot_dialect(dialect))
     )
 
 
@@ -268,7 +271,7 @@ def _statement_keyword(tree: exp.Expr, text: str, dialect: str) -> str | None:
     (a condition or a window is never a statement, even over a column named `comment`)."""
     if isinstance(tree, exp.Condition | exp.Window):
         return None
-    tokens = sqlglot.tokenize(text, read=dialect)
+    tokens = sqlglot.tokenize(text, read=sqlglot_dialect(dialect))
     if not tokens:
         return None
     parser = Dialect.get_or_raise(dialect).parser_class
@@ -441,7 +444,7 @@ def relation_expression(relation: str, dialect: str) -> exp.Expr:
         return exp.Anonymous(
             this=reader, expressions=[exp.Literal.string(str(PurePosixPath(relation)))]
         )
-    return exp.to_table(relation, dialect=dialect)
+    return exp.to_table(relation, dialect=sqlglot_dialect(dialect))
 
 
 def _build_features(

@@ -25,6 +25,8 @@ import functools
 import hashlib
 import json
 import os
+import pickle
+import sys
 import tempfile
 from collections.abc import Iterable
 from importlib import resources
@@ -34,11 +36,12 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import __version__ as sqlglot_version  # type: ignore[attr-defined]
 
 from segsql import __version__
-from segsql.files import write_atomic
+from segsql.files import FILE_MODE, write_atomic
 from segsql.model import Project, SegmentDef
 
 if TYPE_CHECKING:  # build.py uses this module: no import of it at run time
     from segsql.build import Entity
+    from segsql.load import FileDefinitions, ReadFile
 
 CACHE_FORMAT = 1
 CACHE_FOLDER = ".cache"
@@ -141,8 +144,13 @@ class TextCache:
             return None
         fd, temp = tempfile.mkstemp(dir=folder, prefix=f"{self.path.stem}-", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            # streamed: one string of every segment's SQL would double the memory it takes
-            json.dump({"format": CACHE_FORMAT, "entries": entries}, handle, separators=(",", ":"))
+            # Entry by entry: one string of every segment's SQL would double the memory it
+            # takes, and json.dump streams in pure Python (json.dumps of one entry is C).
+            handle.write(f'{{"format":{CACHE_FORMAT},"entries":{{')
+            for index, (key, entry) in enumerate(entries.items()):
+                handle.write(("," if index else "") + json.dumps(key) + ":")
+                handle.write(json.dumps(entry, separators=(",", ":")))
+            handle.write("}}")
         return Path(temp)
 
 
@@ -194,7 +202,11 @@ class SegmentCache:
 
 
 def install_cache_file(temp: Path, destination: Path) -> None:
-    """Move a pending cache file into the cache folder (it may lie on another file system)."""
+    """Move a pending cache file into the cache folder (renamed when it lies beside it)."""
+    if temp.parent.parent == destination.parent:
+        os.chmod(temp, FILE_MODE)  # mkstemp made it private
+        os.replace(temp, destination)
+        return
     _write_atomic(destination, temp.read_bytes())
     temp.unlink(missing_ok=True)
 
@@ -209,3 +221,57 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def segment_cache_path(out_dir: Path) -> Path:
     return out_dir / CACHE_FOLDER / "segments.json"
+
+
+def definitions_cache_path(out_dir: Path) -> Path:
+    return out_dir / CACHE_FOLDER / "definitions.pickle"
+
+
+class DefinitionCache:
+    """What each definition file declared (load.FileDefinitions), keyed by the file's path and
+    the hash of its bytes, so that a recompile parses and checks only the YAML that changed.
+
+    Only error-free reads are kept, so every error is found again. The definitions are frozen
+    dataclasses, stored with pickle: the file is local output of this compile, like the rest of
+    target/.cache, and is read only when segsql's own code is the code that wrote it.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._old = self._load()
+        self._used: dict[str, tuple[str, FileDefinitions]] = {}
+        self._changed = False
+
+    def __call__(self, path: Path, read: ReadFile) -> FileDefinitions | None:
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return read(path)[0]  # unreadable: let the loader report it
+        key = str(path)
+        cached = self._old.get(key)
+        if cached is not None and cached[0] == digest:
+            self._used[key] = cached
+            return cached[1]
+        found, error_free = read(path)
+        if error_free and found is not None:
+            self._used[key] = (digest, found)
+            self._changed = True
+        return found
+
+    def save(self) -> None:
+        if not self._changed and self._used.keys() == self._old.keys():
+            return  # every file served from the cache: leave it as it is
+        stamp = _definitions_stamp()
+        _write_atomic(self.path, pickle.dumps((stamp, self._used), pickle.HIGHEST_PROTOCOL))
+
+    def _load(self) -> dict[str, tuple[str, FileDefinitions]]:
+        try:
+            with self.path.open("rb") as handle:
+                stamp, entries = pickle.load(handle)
+        except Exception:  # missing, truncated, or written by other code: start afresh
+            return {}
+        return entries if stamp == _definitions_stamp() and isinstance(entries, dict) else {}
+
+
+def _definitions_stamp() -> str:
+    return _digest(segsql_fingerprint(), f"python {sys.version_info[:2]}")

@@ -31,7 +31,7 @@ from segsql.emit import (
     write_compiled,
 )
 from segsql.errors import ExecutionError, Location, SegsqlError, SpecError
-from segsql.load import PROJECT_FILE, find_project_root, load_project
+from segsql.load import PROJECT_FILE, DefinitionReader, find_project_root, load_project
 from segsql.model import Project
 from segsql.pipeline import (
     CacheSetup,
@@ -146,9 +146,10 @@ def _compile(
     var: list[str] | None,
     runner: Runner | None = None,
     known: Container[str] | None = None,
+    reader: DefinitionReader | None = None,
 ) -> CompiledProject:
     introspect = runner.table_columns if runner is not None else _lazy_duckdb_columns(_root())
-    return compile_project(_root(), as_of, parse_vars(var), introspect, known)
+    return compile_project(_root(), as_of, parse_vars(var), introspect, known, reader)
 
 
 def _lazy_duckdb_columns(root: Path) -> Callable[[str], list[str] | None]:
@@ -287,7 +288,11 @@ def compile_command(
         folder = out_dir if out_dir.is_absolute() else _root() / out_dir
         # --check writes nothing, not even the cache (segsql/cache.py).
         cache = None if check else CacheSetup(folder, partial=bool(select))
-        compiled = _compile(as_of, var, known=cache.segments.known() if cache else None)
+        compiled = (
+            _compile(as_of, var, known=cache.segments.known(), reader=cache.definitions)
+            if cache
+            else _compile(as_of, var)
+        )
         config = compiled.project.config
         targets = all_targets(config) if all_targets_ else [resolve_target(config, target)]
         if check and target is None and not all_targets_:

@@ -34,10 +34,12 @@ Portable functions:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 
 Lowering = Callable[[list[exp.Expr]], exp.Expr]
 Rewrite = Callable[[exp.Expr], exp.Expr]
@@ -232,6 +234,13 @@ ENGINES: dict[str, Engine] = {
 }
 
 PORTABLE_FUNCTIONS = tuple(sorted(DEFAULT_LOWERINGS))
+
+
+@functools.cache
+def sqlglot_dialect(name: str) -> Dialect:
+    """One sqlglot Dialect per name: given a name, sqlglot looks it up and builds a new Dialect
+    on every parse and print (a tenth of a compile's time, thousands of calls)."""
+    return Dialect.get_or_raise(name)
 
 
 def portable_name(node: exp.Expr) -> str | None:

@@ -24,9 +24,9 @@ from sqlglot import exp
 
 from segsql.build import CompiledProject, Entity, Segment
 from segsql.cache import SegmentCache, TextCache, target_fingerprint
-from segsql.dialects import ENGINES, Engine, lower_portable, needs_lowering
+from segsql.dialects import ENGINES, Engine, lower_portable, needs_lowering, sqlglot_dialect
 from segsql.errors import ExecutionError, SpecError, did_you_mean
-from segsql.files import write_atomic
+from segsql.files import FOLDER_MODE, write_atomic
 from segsql.lineage import Lineage
 from segsql.model import ProjectConfig, TargetConfig
 
@@ -292,7 +292,7 @@ def to_sql(
     from it, already quoted, so their (shared) subtrees need no second look."""
     skip = lowering.is_lowered if lowering else None
     expression = _quote_reserved(expression, target.engine, in_place=not copy, skip=skip)
-    return expression.sql(dialect=target.dialect, pretty=True, copy=copy)
+    return expression.sql(dialect=sqlglot_dialect(target.dialect), pretty=True, copy=copy)
 
 
 def _quote_reserved(
@@ -390,15 +390,24 @@ class SegmentPrinter:
         self.cache = cache
         prefix = target_fingerprint(target.engine.name, repr(target.config))
         self._keys = {n: prefix + f for n, f in (fingerprints or {}).items()} if cache else {}
+        self._queries: dict[str, str] = {}  # printed once: the file and the deploy share it
 
     def query(self, name: str) -> str:
-        return self._text(name, "query", lambda: self._print(self._query(name)))
+        text = self._queries.get(name)
+        if text is None:
+            text = self._text(name, "query", lambda: self._print(self._query(name)))
+            self._queries[name] = text
+        return text
 
     def deploy(self, name: str) -> str:
         """The segment's deploy statements, each followed by `;` and a blank line."""
 
         def make() -> str:
-            statements = segment_statements(self.compiled, self.target, name, self.lowering)
+            # The view's query as printed for the segment's file, reused verbatim: sqlglot
+            # prints a CREATE's query on its own, so the bytes are the same (golden files).
+            kind = self.compiled.segments[name].definition.materialize
+            query = exp.Var(this=self.query(name))
+            statements = replace_statements(self.target, name, query, kind)
             return "".join(self._print(s) + ";\n\n" for s in statements)
 
         return self._text(name, "deploy", make)
@@ -567,16 +576,16 @@ def write_compiled(
     manifest_data: dict[str, Any],
     replace: bool,
 ) -> None:
-    """Write every target's files; with `replace`, each target folder is swapped in whole (no stale files)."""
+    """Write every target's files, then the manifest; with `replace`, a target's folder ends up
+    holding exactly its files (stale ones removed)."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for target_name, files in per_target.items():
             final = out_dir / "compiled" / target_name
-            if replace:
+            if replace and not final.is_dir():
                 _swap_in_folder(final, files)
             else:
-                for rel, text in files.items():
-                    write_atomic(final / rel, text)
+                _update_folder(final, files, remove_stale=replace)
         write_atomic(
             out_dir / "manifest.json", json.dumps(manifest_data, indent=2, sort_keys=True) + "\n"
         )
@@ -586,17 +595,63 @@ def write_compiled(
         ) from None
 
 
-def _stage_file(path: Path, current: Path, text: str) -> None:
+def _update_folder(final: Path, files: dict[str, str], remove_stale: bool) -> None:
+    """Rewrite only the files whose text changed, each atomically (written beside, renamed over).
+
+    A recompile changes a few files of thousands, and rebuilding the folder (a hard link per
+    file, then deleting the old folder) cost more than the rest of it. Every file is whole at
+    any moment; if the compile is interrupted here, the manifest and the cache, written after,
+    still describe the previous compile, and the next one rewrites whatever differs.
+    """
+    folder = str(final)
+    for name in sorted({os.path.dirname(rel) for rel in files}):
+        os.makedirs(os.path.join(folder, name), exist_ok=True)
+    for rel, text in files.items():
+        path = os.path.join(folder, rel)
+        data = text.encode("utf-8")
+        if not _holds(path, data):
+            write_atomic(Path(path), data)
+    if remove_stale:
+        _remove_stale(folder, set(files))
+
+
+def _holds(path: str, data: bytes) -> bool:
+    try:
+        if os.stat(path).st_size != len(data):
+            return False
+        with open(path, "rb") as handle:
+            return handle.read() == data
+    except OSError:
+        return False
+
+
+def _remove_stale(folder: str, wanted: set[str]) -> None:
+    """Delete the files segsql no longer writes (a deleted segment), then emptied folders."""
+    for parent, _folders, names in os.walk(folder, topdown=False):
+        relative = os.path.relpath(parent, folder)
+        for name in names:
+            rel = name if relative == "." else os.path.join(relative, name)
+            if rel.replace(os.sep, "/") not in wanted:
+                os.unlink(os.path.join(parent, name))
+        if parent != folder and not os.listdir(parent):
+            os.rmdir(parent)
+
+
+def _stage_file(path: str, current: str, text: str) -> None:
     """Write `text` at `path`, or hard-link the current file when it already holds that text:
-    creating a file costs far more than linking one, and a recompile changes few files."""
+    creating a file costs far more than linking one, and a recompile changes few files.
+    (Plain `os` calls on strings: pathlib's objects cost more than the system calls here.)"""
     data = text.encode("utf-8")
     try:
-        if current.stat().st_size == len(data) and current.read_bytes() == data:
-            os.link(current, path)
-            return
+        if os.stat(current).st_size == len(data):
+            with open(current, "rb") as handle:
+                if handle.read() == data:
+                    os.link(current, path)
+                    return
     except OSError:
         pass  # no current file, or no hard links here: write it
-    path.write_bytes(data)
+    with open(path, "wb") as handle:
+        handle.write(data)
 
 
 def _swap_in_folder(final: Path, files: dict[str, str]) -> None:
@@ -604,10 +659,12 @@ def _swap_in_folder(final: Path, files: dict[str, str]) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.new."))
     try:
-        for folder in sorted({(staging / rel).parent for rel in files}):
-            folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(staging, FOLDER_MODE)  # it becomes the output folder
+        for folder in sorted({os.path.dirname(rel) for rel in files} - {""}):
+            os.makedirs(os.path.join(staging, folder), exist_ok=True)
+        new, current = str(staging), str(final)
         for rel, text in files.items():
-            _stage_file(staging / rel, final / rel, text)
+            _stage_file(os.path.join(new, rel), os.path.join(current, rel), text)
         old = final.with_name(f".{final.name}.old")
         if old.exists():
             shutil.rmtree(old)

@@ -13,8 +13,10 @@ def _current_umask() -> int:
     return mask
 
 
-# mkstemp creates files readable by their owner only; outputs get the usual permissions.
+# mkstemp and mkdtemp create files and folders for their owner only; outputs get the usual
+# permissions.
 FILE_MODE = 0o666 & ~_current_umask()
+FOLDER_MODE = 0o777 & ~_current_umask()
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:

@@ -12,8 +12,9 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlglot
 
@@ -315,8 +316,59 @@ def _read_targets(reader: MapReader, errors: ErrorCollector) -> dict[str, Target
 # definition files
 
 
-def load_project(root: Path) -> Project:
-    """Load and shape-check the whole project; raises SpecErrors listing every problem found."""
+@dataclass(frozen=True)
+class FileDefinitions:
+    """What one definition file declares, read and shape-checked, before names are checked
+    across files. Error-free ones can be cached (see `DefinitionReader`)."""
+
+    tables: tuple[TableDef, ...] = ()
+    entities: tuple[EntityDef, ...] = ()
+    segments: tuple[SegmentDef, ...] = ()
+    unit_tests: tuple[UnitTestDef, ...] = ()
+    kpis: tuple[KpiDef, ...] = ()
+
+
+# read(path) -> (what the file declares, whether it was error-free)
+ReadFile = Callable[[Path], tuple[FileDefinitions | None, bool]]
+
+
+class DefinitionReader(Protocol):
+    """Reads a definition file with `read`, or serves it from a cache of earlier error-free
+    reads of the same content (segsql/cache.py)."""
+
+    def __call__(self, path: Path, read: ReadFile) -> FileDefinitions | None: ...
+
+
+def read_definition_file(path: Path, errors: ErrorCollector) -> FileDefinitions | None:
+    """One `segments/**/*.yml` file; None when it is empty or is not YAML (errors say why)."""
+    try:
+        node = load_yaml(path)
+    except SpecError as exc:
+        errors.extend([exc])
+        return None
+    if node is None:
+        return None
+    reader = MapReader(node, f"definition file {path.name}", FILE_KEYS, errors)
+
+    def each(key: str, read: Callable[[YNode, ErrorCollector], T | None]) -> tuple[T, ...]:
+        found = (read(item, errors) for item in reader.sequence(key))
+        return tuple(item for item in found if item is not None)
+
+    return FileDefinitions(
+        tables=each("tables", read_table),
+        entities=each("entities", read_entity),
+        segments=each("segments", read_segment),
+        unit_tests=each("unit_tests", read_unit_test),
+        kpis=each("kpis", read_kpi),
+    )
+
+
+def load_project(root: Path, reader: DefinitionReader | None = None) -> Project:
+    """Load and shape-check the whole project; raises SpecErrors listing every problem found.
+
+    `reader` may serve files unchanged since an earlier compile from its cache: a recompile
+    then parses only the edited YAML (names are still checked across all files here).
+    """
     errors = ErrorCollector()
     config = load_config(root, errors)
     tables: dict[str, TableDef] = {}
@@ -327,25 +379,26 @@ def load_project(root: Path) -> Project:
     seen_tests: dict[str, Location] = {}  # unit tests have their own namespace
     kpis: dict[str, KpiDef] = {}
     seen_kpis: dict[str, Location] = {}  # KPIs too: they name output columns, not relations
+
+    def read(path: Path) -> tuple[FileDefinitions | None, bool]:
+        before = len(errors.errors)
+        return read_definition_file(path, errors), len(errors.errors) == before
+
     for path in definition_files(root):
-        try:
-            node = load_yaml(path)
-        except SpecError as exc:
-            errors.extend([exc])
+        found = reader(path, read) if reader else read(path)[0]
+        if found is None:
             continue
-        if node is None:
-            continue
-        file_reader = MapReader(node, f"definition file {path.name}", FILE_KEYS, errors)
-        for item in file_reader.sequence("tables"):
-            _register(read_table(item, errors), tables, seen, errors, "table")
-        for item in file_reader.sequence("entities"):
-            _register(read_entity(item, errors), entities, seen, errors, "entity")
-        for item in file_reader.sequence("segments"):
-            _register(read_segment(item, errors), segments, seen, errors, "segment")
-        for item in file_reader.sequence("unit_tests"):
-            _register(read_unit_test(item, errors), unit_tests, seen_tests, errors, "unit test")
-        for item in file_reader.sequence("kpis"):
-            _register(read_kpi(item, errors), kpis, seen_kpis, errors, "KPI")
+        # registered in file order, then item order: the first of two duplicates is the one kept
+        for table in found.tables:
+            _register(table, tables, seen, errors, "table")
+        for entity in found.entities:
+            _register(entity, entities, seen, errors, "entity")
+        for segment in found.segments:
+            _register(segment, segments, seen, errors, "segment")
+        for test in found.unit_tests:
+            _register(test, unit_tests, seen_tests, errors, "unit test")
+        for kpi in found.kpis:
+            _register(kpi, kpis, seen_kpis, errors, "KPI")
     _check_expected_segments(unit_tests, segments, errors)
     errors.raise_if_any()
     return Project(

@@ -18,15 +18,18 @@ from typing import Any
 
 from segsql.build import ColumnLookup, CompiledProject, build_project
 from segsql.cache import (
+    CACHE_FOLDER,
+    DefinitionCache,
     SegmentCache,
     TextCache,
     cache_path,
+    definitions_cache_path,
     install_cache_file,
     segment_cache_path,
 )
 from segsql.emit import Target, resolve_target, target_files
 from segsql.errors import Location, SpecError
-from segsql.load import load_project
+from segsql.load import DefinitionReader, load_project
 from segsql.model import Project
 
 
@@ -82,10 +85,11 @@ def compile_project(
     overrides: dict[str, Any] | None = None,
     introspect: ColumnLookup | None = None,
     known: Container[str] | None = None,
+    reader: DefinitionReader | None = None,
 ) -> CompiledProject:
     """Load and build; with `known`, segments whose fingerprint is known are resolved only
-    when read (see build_project)."""
-    project = load_project(root)
+    when read (see build_project); `reader` serves unchanged definition files from a cache."""
+    project = load_project(root, reader)
     day, variables = effective_vars(project, overrides or {}, as_of)
     return build_project(project, day, variables, introspect, known)
 
@@ -111,15 +115,21 @@ class CacheSetup:
     out_dir: Path
     partial: bool  # a --select compile keeps the other segments' entries
     segments: SegmentCache = field(init=False)
+    definitions: DefinitionCache = field(init=False)
     staging: Path | None = None  # made by emit_targets, before any worker is forked
     pending: list[tuple[Path, Path]] = field(default_factory=list)  # (temp file, destination)
 
     def __post_init__(self) -> None:
         self.segments = SegmentCache(segment_cache_path(self.out_dir))
+        self.definitions = DefinitionCache(definitions_cache_path(self.out_dir))
 
     def staging_folder(self) -> Path:
         if self.staging is None:
-            self.staging = Path(tempfile.mkdtemp(prefix="segsql-cache-"))
+            # Inside an existing cache folder the files are renamed into place; a first
+            # compile must not create that folder before it succeeds, so it stages in /tmp.
+            folder = self.out_dir / CACHE_FOLDER
+            inside = str(folder) if folder.is_dir() else None
+            self.staging = Path(tempfile.mkdtemp(prefix=".pending-", dir=inside))
         return self.staging
 
     def text_cache(self, target: Target) -> TextCache:
@@ -130,6 +140,7 @@ class CacheSetup:
             for temp, destination in self.pending:
                 install_cache_file(temp, destination)
             self.segments.save()
+            self.definitions.save()
         self.discard()
 
     def discard(self) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from segsql.cache import CACHE_FOLDER
 from segsql.cli import app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -84,3 +85,13 @@ def segsql_cli() -> Invoke:
         return runner.invoke(app, ["--project-dir", str(project), *args])
 
     return invoke
+
+
+def read_tree(folder: Path, with_cache: bool = True) -> dict[str, bytes]:
+    """Relative path -> bytes of every file under `folder` (without the compile cache, only the
+    compiled output: the cache is local scratch, neither committed nor compared)."""
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and (with_cache or CACHE_FOLDER not in path.relative_to(folder).parts)
+    }

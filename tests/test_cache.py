@@ -12,24 +12,16 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import Invoke, copy_project
+from conftest import Invoke, copy_project, read_tree
 
+from segsql import load
 from segsql.cache import CACHE_FOLDER
-
-
-def read_tree(folder: Path) -> dict[str, bytes]:
-    """Relative path -> bytes of every output file (the cache itself left out)."""
-    return {
-        path.relative_to(folder).as_posix(): path.read_bytes()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and CACHE_FOLDER not in path.relative_to(folder).parts
-    }
 
 
 def compile_all(segsql_cli: Invoke, project: Path, *args: str) -> dict[str, bytes]:
     result = segsql_cli(project, "compile", "--all-targets", *args)
     assert result.exit_code == 0, result.output
-    return read_tree(project / "target")
+    return read_tree(project / "target", with_cache=False)
 
 
 def cold_compile(segsql_cli: Invoke, project: Path, tmp_path: Path, *args: str) -> dict[str, bytes]:
@@ -112,6 +104,7 @@ def test_a_corrupt_cache_is_ignored(mini_project: Path, segsql_cli: Invoke) -> N
     first = compile_all(segsql_cli, mini_project)
     for path in (mini_project / "target" / CACHE_FOLDER).glob("*.json"):
         path.write_text('{"format": 1, "entries": {"x": ', encoding="utf-8")
+    (mini_project / "target" / CACHE_FOLDER / "definitions.pickle").write_bytes(b"\x80\x05junk")
     assert compile_all(segsql_cli, mini_project) == first
 
 
@@ -142,3 +135,57 @@ def test_the_example_project_recompiles_identically(
     edit(segment_file, first_where.group(0), "where: orders_90d > 2")
     warm = compile_all(segsql_cli, example_project)
     assert_same_output(warm, cold_compile(segsql_cli, example_project, tmp_path))
+
+
+def test_only_edited_definition_files_are_parsed_again(
+    mini_project: Path, segsql_cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compile_all(segsql_cli, mini_project)
+    parsed: list[str] = []
+    real_load_yaml = load.load_yaml
+
+    def recording_load_yaml(path: Path) -> object:
+        parsed.append(path.name)
+        return real_load_yaml(path)
+
+    monkeypatch.setattr(load, "load_yaml", recording_load_yaml)
+    edit(mini_project / "segments/core.yml", "where: orders_90d > 0", "where: orders_90d > 1")
+    warm = compile_all(segsql_cli, mini_project)
+    # segsql.yml is always read; the other definition files come from the definitions cache
+    assert parsed == ["segsql.yml", "core.yml"]
+    monkeypatch.undo()
+    assert_same_output(warm, cold_compile(segsql_cli, mini_project, tmp_path))
+
+
+def test_names_are_checked_across_cached_and_edited_files(
+    mini_project: Path, segsql_cli: Invoke
+) -> None:
+    compile_all(segsql_cli, mini_project)
+    extra = mini_project / "segments" / "extra.yml"
+    extra.write_text("segments:\n  - {name: active, entity: customer, where: plan = 'pro'}\n")
+    result = segsql_cli(mini_project, "compile", "--all-targets")
+    assert result.exit_code == 2, result.output
+    assert "duplicate name 'active'" in result.output and "extra.yml:2" in result.output
+
+
+def test_a_recompile_rewrites_only_the_files_that_changed(
+    mini_project: Path, segsql_cli: Invoke
+) -> None:
+    compile_all(segsql_cli, mini_project)
+    folder = mini_project / "target" / "compiled" / "local"
+
+    def files() -> dict[str, tuple[int, bytes]]:
+        return {p.name: (p.stat().st_ino, p.read_bytes()) for p in (folder / "segments").iterdir()}
+
+    before = files()
+    edit(mini_project / "segments/core.yml", "where: plan = 'free'", "where: plan = 'basic'")
+    compile_all(segsql_cli, mini_project)
+    after = files()
+    assert sorted(after) == sorted(before)
+    changed = {name for name in before if before[name][1] != after[name][1]}
+    rewritten = {name for name in before if before[name][0] != after[name][0]}
+    # free_plan and the segments built on it; each replaced whole (a new inode), the rest untouched
+    assert "free_plan.sql" in changed and len(changed) < len(before)
+    assert rewritten == changed
+    # the folders are readable like any output, not private like a temp folder
+    assert folder.stat().st_mode & 0o755 == 0o755

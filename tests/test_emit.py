@@ -15,22 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MINI_PROJECT, Invoke, copy_project
+from conftest import MINI_PROJECT, Invoke, copy_project, read_tree
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("SEGSQL_UPDATE_GOLDEN") == "1"
 ENGINES = ("duckdb", "postgres", "bigquery")
 # snapshot.sql belongs to the history feature and is checked by its own tests.
 NOT_GOLDEN = {"snapshot.sql"}
-
-
-def read_tree(folder: Path) -> dict[str, bytes]:
-    """Relative path -> bytes of every file under `folder`."""
-    return {
-        path.relative_to(folder).as_posix(): path.read_bytes()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 def compile_ok(segsql_cli: Invoke, project: Path, *args: str) -> None:
@@ -97,9 +88,9 @@ def test_compile_is_byte_identical_across_processes(mini_project: Path, segsql_c
     env = {**os.environ, "PYTHONHASHSEED": "1"}
     command = [sys.executable, "-m", "segsql", "-p", str(mini_project), "compile", "-t", "bq"]
     subprocess.run(command, check=True, env=env, capture_output=True)
-    first = read_tree(mini_project / "target")
+    first = read_tree(mini_project / "target", with_cache=False)
     compile_ok(segsql_cli, mini_project, "-t", "bq")
-    second = read_tree(mini_project / "target")
+    second = read_tree(mini_project / "target", with_cache=False)
     assert sorted(second) == sorted(first)
     for rel, data in first.items():
         diff = difflib.unified_diff(

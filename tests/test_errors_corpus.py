@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import MINI_PROJECT, Invoke, copy_project
+from conftest import MINI_PROJECT, Invoke, copy_project, read_tree
 from typer.testing import CliRunner, Result
 
 from segsql.cli import app
@@ -189,12 +189,6 @@ STATEMENTS_WITHOUT_TABLES = {
 
 def run(project: Path, *args: str) -> Result:
     return CliRunner().invoke(app, ["--project-dir", str(project), *args])
-
-
-def read_tree(folder: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
-    }
 
 
 def assert_spec_error(result: Result, case: Case) -> None:
