@@ -337,6 +337,7 @@ class Run:
 def run_child(args: list[str], cwd: Path) -> Run:
     """Wall time, CPU time and peak RSS of one fresh process tree."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(HERE.parent)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # measured as installed: bytecode cached
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         timed = [str(TIME_BIN), "-f", "%M", "-o", report.name] if TIME_BIN.exists() else []
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -457,6 +458,9 @@ def main() -> None:
     if args.generate:
         generate_project(args.generate, args.segments)
         return
+    # An installed package has its bytecode compiled (pip does it); a checkout may not, and then
+    # every measured process would compile segsql's source first (~60 ms).
+    subprocess.run([PYTHON[0], "-m", "compileall", "-q", str(HERE.parent / "segsql")], check=True)
     work = args.keep or Path(tempfile.mkdtemp(prefix="segsql-bench-"))
     try:
         results = measure(args.segments, args.memory_segments, args.repeat, work)

@@ -132,6 +132,7 @@ class CompiledProject:
     graph: DAG[str]
     macro_origin: dict[str, str] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)  # segment -> key (cache.py)
+    entity_fingerprints: dict[str, str] = field(default_factory=dict)  # entity -> key
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,6 +185,7 @@ def build_project(
         graph,
         dict(renderer.macro_origin),
         context.segment_prints,
+        context.entity_prints,
     )
 
 
@@ -800,7 +802,8 @@ def _resolve_own(
             "define a feature (e.g. `expr: sum(amount)` with `from:`) and filter on it",
         )
         macros += [m for m in parsed.macros if m not in macros]
-        own.append(exp.Is(this=exp.paren(parsed.tree), expression=exp.true()))
+        # the tree was just parsed for this term: wrapping it needs no defensive copy
+        own.append(exp.Is(this=exp.paren(parsed.tree, copy=False), expression=exp.true()))
     if definition.union:
         own.append(
             exp.paren(exp.or_(*[exp.paren(built[r.name].predicate) for r in definition.union]))

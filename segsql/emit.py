@@ -270,17 +270,22 @@ def deploy_order(
     return _with_dropped_dependents(compiled, target, wanted)
 
 
-def deploy_prelude(compiled: CompiledProject, target: Target, wanted: list[str]) -> list[exp.Expr]:
-    """The schema and the feature relations the segments in `wanted` read."""
+def deploy_prelude(
+    compiled: CompiledProject,
+    target: Target,
+    wanted: list[str],
+    features: Callable[[Entity], exp.Expr] | None = None,
+) -> list[exp.Expr]:
+    """The schema and the feature relations the segments in `wanted` read (`features` gives
+    an entity's relation query: by default built here)."""
     statements: list[exp.Expr] = [
         exp.Create(this=target.schema_expression(), kind="SCHEMA", exists=True)
     ]
     for name in sorted({compiled.segments[s].entity for s in wanted}):
         entity = compiled.entities[name]
         kind = entity.definition.materialize
-        statements += replace_statements(
-            target, entity.relation_name, feature_query(entity, target), kind
-        )
+        query = features(entity) if features else feature_query(entity, target)
+        statements += replace_statements(target, entity.relation_name, query, kind)
     return statements
 
 
@@ -388,9 +393,10 @@ class SegmentPrinter:
         self.target = target
         self.lowering = PrintedLowering(target)
         self.cache = cache
-        prefix = target_fingerprint(target.engine.name, repr(target.config))
+        self._prefix = prefix = target_fingerprint(target.engine.name, repr(target.config))
         self._keys = {n: prefix + f for n, f in (fingerprints or {}).items()} if cache else {}
         self._queries: dict[str, str] = {}  # printed once: the file and the deploy share it
+        self._features: dict[str, str] = {}
 
     def query(self, name: str) -> str:
         text = self._queries.get(name)
@@ -412,13 +418,30 @@ class SegmentPrinter:
 
         return self._text(name, "deploy", make)
 
+    def features(self, entity: str) -> str:
+        """The entity's feature relation query, printed once per target (and cached by the
+        entity's fingerprint: it changes with the entity's definition, not with segments)."""
+        text = self._features.get(entity)
+        if text is None:
+
+            def make() -> str:
+                relation = feature_query(self.compiled.entities[entity], self.target)
+                return to_sql(relation, self.target, copy=False)  # a fresh tree (lowered copy)
+
+            key = self.compiled.entity_fingerprints.get(entity)
+            text = self._cached(self._prefix + key if key else None, "features", make)
+            self._features[entity] = text
+        return text
+
     def snapshot_part(self, name: str, kind: str, build: Callable[[], exp.Expr]) -> exp.Expr:
         """A part of the snapshot script for the segment (its SELECT, its log row), as printed
         text: sqlglot's own output, reused verbatim (a part prints as it does alone)."""
         return exp.Var(this=self._text(name, f"snapshot-{kind}", lambda: self._print(build())))
 
     def _text(self, name: str, kind: str, make: Callable[[], str]) -> str:
-        key = self._keys.get(name)
+        return self._cached(self._keys.get(name), kind, make)
+
+    def _cached(self, key: str | None, kind: str, make: Callable[[], str]) -> str:
         if key is None or self.cache is None:
             return make()
         text = self.cache.get(key, kind)
@@ -451,11 +474,8 @@ def target_files(
     entity_names = sorted({compiled.segments[s].entity for s in segments})
     for name in entity_names:
         entity = compiled.entities[name]
-        files[f"features/{name}.sql"] = (
-            entity_header(compiled, entity, target)
-            + to_sql(feature_query(entity, target), target)
-            + ";\n"
-        )
+        header = entity_header(compiled, entity, target)
+        files[f"features/{name}.sql"] = header + printer.features(name) + ";\n"
     for name in segments:
         header = segment_header(compiled, compiled.segments[name], target)
         files[f"segments/{name}.sql"] = header + printer.query(name) + ";\n"
@@ -474,7 +494,11 @@ def deploy_script(
     """deploy.sql: what `segsql run` executes, as one script a warehouse runs directly."""
     header = f"-- segsql deploy script for project {compiled.project.config.name}, target {target.name} ({target.engine.name}), as_of {compiled.as_of.isoformat()}\n"
     wanted = deploy_order(compiled, target, segments)
-    prelude = deploy_prelude(compiled, target, wanted)
+
+    def printed_features(entity: Entity) -> exp.Expr:
+        return exp.Var(this=printer.features(entity.name))  # as printed for its file
+
+    prelude = deploy_prelude(compiled, target, wanted, printed_features)
     texts = [to_sql(s, target, copy=False) + ";\n\n" for s in prelude]
     texts += [printer.deploy(name) for name in wanted]
     return header + "".join(texts).rstrip("\n") + "\n"
@@ -578,14 +602,18 @@ def write_compiled(
 ) -> None:
     """Write every target's files, then the manifest; with `replace`, a target's folder ends up
     holding exactly its files (stale ones removed)."""
+
+    def write_target(target_name: str) -> None:
+        final, files = out_dir / "compiled" / target_name, per_target[target_name]
+        if replace and not final.is_dir():
+            _swap_in_folder(final, files)
+        else:
+            _update_folder(final, files, remove_stale=replace)
+
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for target_name, files in per_target.items():
-            final = out_dir / "compiled" / target_name
-            if replace and not final.is_dir():
-                _swap_in_folder(final, files)
-            else:
-                _update_folder(final, files, remove_stale=replace)
+        for target_name in per_target:
+            write_target(target_name)
         write_atomic(
             out_dir / "manifest.json", json.dumps(manifest_data, indent=2, sort_keys=True) + "\n"
         )

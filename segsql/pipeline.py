@@ -179,7 +179,9 @@ def emit_targets(
     _forked = (compiled, targets, names, cache)
     try:
         context = multiprocessing.get_context("fork")
-        workers = min(cores, len(targets))
+        # A worker per target even on fewer cores: 3 targets on 2 cores as 2 workers finish
+        # after 2 targets' time; 3 processes sharing the cores finish after 1.5.
+        workers = len(targets)
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             results = list(pool.map(_target_files_in_worker, range(len(targets))))
     except Exception:
