@@ -7,7 +7,6 @@ compares the whole output folder with a cold compile of the same edited project 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from conftest import Invoke, copy_project, read_tree
 
 from segsql import load
-from segsql.cache import CACHE_FOLDER
+from segsql.cache import CACHE_FOLDER, _read_entries
 
 
 def compile_all(segsql_cli: Invoke, project: Path, *args: str) -> dict[str, bytes]:
@@ -48,7 +47,12 @@ def test_unchanged_recompile_is_identical_and_uses_the_cache(
 ) -> None:
     first = compile_all(segsql_cli, mini_project)
     cache = mini_project / "target" / CACHE_FOLDER
-    assert {p.name for p in cache.iterdir()} >= {"segments.json", "local.json", ".gitignore"}
+    assert {p.name for p in cache.iterdir()} >= {
+        "segments.pickle",
+        "local.pickle",
+        "definitions.pickle",
+        ".gitignore",
+    }
     assert (cache / ".gitignore").read_text() == "*\n"  # never committed with target/
     assert compile_all(segsql_cli, mini_project) == first
 
@@ -102,9 +106,11 @@ def test_an_error_in_an_edited_segment_is_reported_not_hidden(
 
 def test_a_corrupt_cache_is_ignored(mini_project: Path, segsql_cli: Invoke) -> None:
     first = compile_all(segsql_cli, mini_project)
-    for path in (mini_project / "target" / CACHE_FOLDER).glob("*.json"):
-        path.write_text('{"format": 1, "entries": {"x": ', encoding="utf-8")
-    (mini_project / "target" / CACHE_FOLDER / "definitions.pickle").write_bytes(b"\x80\x05junk")
+    cache_files = list((mini_project / "target" / CACHE_FOLDER).glob("*.pickle"))
+    assert len(cache_files) >= 3
+    for path in cache_files:
+        path.write_bytes(path.read_bytes()[:100])  # truncated
+    (mini_project / "target" / CACHE_FOLDER / "segments.pickle").write_bytes(b"\x80\x05junk")
     assert compile_all(segsql_cli, mini_project) == first
 
 
@@ -112,12 +118,12 @@ def test_a_partial_compile_keeps_the_other_segments_cached(
     mini_project: Path, segsql_cli: Invoke, tmp_path: Path
 ) -> None:
     compile_all(segsql_cli, mini_project)
-    cache_file = mini_project / "target" / CACHE_FOLDER / "local.json"
-    entries_before = set(json.loads(cache_file.read_text())["entries"])
+    cache_file = mini_project / "target" / CACHE_FOLDER / "local.pickle"
+    entries_before = set(_read_entries(cache_file))
     edit(mini_project / "segments/core.yml", "where: plan = 'free'", "where: plan = 'basic'")
     result = segsql_cli(mini_project, "compile", "--all-targets", "--select", "free_plan")
     assert result.exit_code == 0, result.output
-    entries_after = set(json.loads(cache_file.read_text())["entries"])
+    entries_after = set(_read_entries(cache_file))
     assert entries_before - entries_after == set(), "unselected segments lost their entries"
     assert len(entries_after) > len(entries_before)  # the edited segment's new entry
     warm = compile_all(segsql_cli, mini_project)

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import read_tree
 from typer.testing import CliRunner
 
 from segsql.cli import app
@@ -49,12 +50,6 @@ def edit(path: Path, old: str, new: str) -> None:
 # compile --check
 
 
-def snapshot(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): p.read_text() for p in folder.rglob("*") if p.is_file()
-    }
-
-
 def test_compile_check_passes_when_up_to_date(project: Path) -> None:
     assert segsql(project, "compile")[0] == 0
     code, output = segsql(project, "compile", "--check")
@@ -64,18 +59,18 @@ def test_compile_check_passes_when_up_to_date(project: Path) -> None:
 
 def test_compile_check_lists_drift_and_writes_nothing(project: Path) -> None:
     assert segsql(project, "compile")[0] == 0
-    before = snapshot(project / "target")
+    before = read_tree(project / "target")
     edit(project / "segments" / "customers.yml", "kind: geographic", "kind: demographic")
     stale = project / "target" / "compiled" / "local" / "segments" / "dropped.sql"
     stale.write_text("select 1;\n")
     hand_edited = project / "target" / "compiled" / "local" / "features" / "customer.sql"
     hand_edited.write_text(hand_edited.read_text() + "-- tweaked by hand\n")
-    before = snapshot(project / "target")
+    before = read_tree(project / "target")
 
     code, output = segsql(project, "compile", "--check")
 
     assert code == 1
-    assert snapshot(project / "target") == before  # nothing written
+    assert read_tree(project / "target") == before  # nothing written
     listed = {
         (state.strip(), path)
         for state, path in (
