@@ -9,6 +9,7 @@ Expressions see the macros of the standard library (`segsql/stdlib/*.sql`) and o
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -26,6 +27,7 @@ from segsql.model import Expr, Window
 from segsql.yamlio import read_source
 
 _MISSING = object()
+_BLOCK = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)  # a `{{ ... }}` block (the first `}}` ends it)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Renderer:
                 errors.extend([exc])
         errors.raise_if_any()
         self._cache: dict[str, Rendered] = {}
+        self._blocks: dict[str, tuple[jinja2.Template, set[str]]] = {}  # see _render_blocks
 
     @property
     def macro_names(self) -> list[str]:
@@ -72,6 +75,9 @@ class Renderer:
         return cached
 
     def _render_template(self, expr: Expr) -> Rendered:
+        fast = self._render_blocks(expr.text)
+        if fast is not None:
+            return fast
         try:
             names = {n.name for n in self.env.parse(expr.text).find_all(nodes.Name)}
             text = self.env.from_string(expr.text).render()
@@ -95,6 +101,48 @@ class Renderer:
             ) from None
         macros = tuple(sorted(n for n in names if n in self.macro_origin))
         return Rendered(" ".join(text.split()), macros)
+
+    def _render_blocks(self, text: str) -> Rendered | None:
+        """Text made only of literal SQL and `{{ ... }}` blocks, rendered block by block.
+
+        Most expressions differ only in their literal SQL around the same few macro calls
+        (`{{ days_since('last_order_at') }} <= 30`), and compiling a Jinja template costs a
+        millisecond: a compile of 1,000 segments spent a tenth of its time there. Rendering each
+        block as its own template (compiled once per distinct block) and keeping the literal
+        text as it is gives the same output, since a template's output is its literal text and
+        its blocks' values, in order. Anything else (a `{%` tag, a comment, whitespace control,
+        a stray brace) or any error returns None: the whole template is rendered as usual,
+        so errors keep their line and message.
+        """
+        if "{%" in text or "{#" in text:
+            return None
+        parts = _BLOCK.split(text)
+        literals, blocks = parts[0::2], parts[1::2]
+        if any("{" in part or "}" in part for part in literals):
+            return None
+        if any(block.startswith(("-", "+")) or block.endswith(("-", "+")) for block in blocks):
+            return None
+        output: list[str] = []
+        names: set[str] = set()
+        try:
+            for literal, block in zip(literals, [*blocks, None], strict=True):
+                output.append(literal)
+                if block is not None:
+                    template, block_names = self._block(block)
+                    output.append(template.render())
+                    names |= block_names
+        except Exception:
+            return None
+        macros = tuple(sorted(n for n in names if n in self.macro_origin))
+        return Rendered(" ".join("".join(output).split()), macros)
+
+    def _block(self, block: str) -> tuple[jinja2.Template, set[str]]:
+        found = self._blocks.get(block)
+        if found is None:
+            source = "{{" + block + "}}"
+            names = {n.name for n in self.env.parse(source).find_all(nodes.Name)}
+            found = self._blocks[block] = (self.env.from_string(source), names)
+        return found
 
     def _undefined(self, exc: jinja2.UndefinedError, loc: Location) -> SpecError:
         message = str(exc.message or exc)

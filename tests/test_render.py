@@ -125,3 +125,37 @@ def test_macro_errors_are_spec_errors(tmp_path: Path) -> None:
 
 def test_jinja_syntax_error_in_an_expression() -> None:
     assert render_error("{{ var('x' }}").message.startswith("Jinja syntax error")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ days_since('last_order_at') }} <= 30",
+        "{{ days_since('last_order_at') }} <= 30 AND {{ days_since('signup_at') }} > {{ var('n') }}",
+        "country IN {{ var('countries') }}\n  AND {{ in_window('ordered_at', '90 days') }}",
+        "{{ as_of }} > signup_at",
+        "plan = '{{ var('plan') }}'",
+        # not rendered block by block: a tag, whitespace control, a brace in the SQL
+        "{% if var('n') > 1 %}a > 1{% else %}a > 2{% endif %}",
+        "{{- var('n') -}} < a",
+        "a = '}' AND {{ var('n') }} > 1",
+        "{{ '}}' }} = a",
+    ],
+)
+def test_rendering_block_by_block_equals_rendering_the_template(text: str) -> None:
+    """Renderer._render_blocks (a compile's fast path) gives what Jinja gives for the whole."""
+    variables = {"as_of": AS_OF.isoformat(), "n": 2, "countries": "('DE', 'FR')", "plan": "pro"}
+    renderer = Renderer((), variables, AS_OF)
+    whole = " ".join(renderer.env.from_string(text).render().split())
+    assert renderer.render(Expr(text, HERE)).text == whole
+    fast = renderer._render_blocks(text)
+    if fast is not None:  # None: the template is rendered whole
+        assert fast.text == whole
+    assert (fast is None) == any(s in text for s in ("{%", "{{-", "'}'", "'}}'"))
+
+
+def test_errors_in_blocks_keep_their_line() -> None:
+    renderer = Renderer((), {"as_of": AS_OF.isoformat()}, AS_OF)
+    with pytest.raises(SpecError) as caught:
+        renderer.render(Expr("a > 1\n  AND {{ days_sinse('x') }} > 2", HERE))
+    assert "days_since" in (caught.value.hint or "")  # the usual error, with its suggestion
