@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # build.py uses this module: no import of it at run time
     from segsql.build import Entity
     from segsql.load import FileDefinitions, ReadFile
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 CACHE_FOLDER = ".cache"
 
 
@@ -178,12 +178,23 @@ class SegmentCache:
 
     A known fingerprint lets build.py skip rendering and parsing that segment, and the manifest
     reuse its lineage: with the text cache, an unchanged segment costs a recompile nothing.
+    It also keeps each segment's manifest entry as printed (`manifest_texts`, see
+    emit.manifest_text), keyed by a digest of the entry.
     """
 
     def __init__(self, path: Path):
         self.path = path
-        self._old = _read_entries(path)
+        stored = _read_entries(path)
+        self._old: dict[str, dict[str, Any]] = stored.get("lineage", {})
         self._used: dict[str, dict[str, Any]] = {}
+        self._old_texts: dict[str, str] = stored.get("manifest", {})
+        self.manifest_texts: dict[str, str] = {}  # what this compile used (and saves)
+
+    def manifest_text(self, digest: str) -> str | None:
+        text = self._old_texts.get(digest)
+        if text is not None:
+            self.manifest_texts[digest] = text
+        return text
 
     def known(self) -> set[str]:
         return set(self._old)
@@ -198,9 +209,10 @@ class SegmentCache:
         self._used[key] = entry
 
     def save(self) -> None:
-        if self._used == self._old:
+        if self._used == self._old and self.manifest_texts.keys() == self._old_texts.keys():
             return  # nothing new: leave the file as it is
-        _write_atomic(self.path, pickle.dumps((_stamp(), self._used), pickle.HIGHEST_PROTOCOL))
+        stored = {"lineage": self._used, "manifest": self.manifest_texts}
+        _write_atomic(self.path, pickle.dumps((_stamp(), stored), pickle.HIGHEST_PROTOCOL))
 
 
 def install_cache_file(temp: Path, destination: Path) -> None:

@@ -314,8 +314,9 @@ def compile_command(
 
                 data = manifest(compiled, targets, folder)
                 return check_drift(folder, per_target, data, not select)
-            data = manifest(compiled, targets, folder, cache.segments if cache else None)
-            write_compiled(folder, per_target, data, replace=not select)
+            segments = cache.segments if cache else None
+            data = manifest(compiled, targets, folder, segments)
+            write_compiled(folder, per_target, data, replace=not select, cache=segments)
             if cache is not None:
                 cache.install()  # only now: a failed compile leaves no cache behind either
         finally:

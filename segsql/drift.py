@@ -6,10 +6,11 @@ when someone edited a definition but did not recompile (or edited compiled SQL b
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from segsql.emit import manifest_text
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def compiled_drift(
         for target, files in per_target.items()
         for rel, text in files.items()
     }
-    expected[out_dir / "manifest.json"] = json.dumps(manifest_data, indent=2, sort_keys=True) + "\n"
+    expected[out_dir / "manifest.json"] = manifest_text(manifest_data)
     drift = [_compare(path, text) for path, text in sorted(expected.items())]
     found = [d for d in drift if d is not None]
     if replace:
