@@ -79,8 +79,8 @@ class Renderer:
         if fast is not None:
             return fast
         try:
-            names = {n.name for n in self.env.parse(expr.text).find_all(nodes.Name)}
-            text = self.env.from_string(expr.text).render()
+            template, names = self._compile(expr.text)
+            text = template.render()
         except jinja2.TemplateSyntaxError as exc:
             raise SpecError(
                 f"Jinja syntax error: {exc.message}", _line_of(expr.loc, exc.lineno)
@@ -139,10 +139,16 @@ class Renderer:
     def _block(self, block: str) -> tuple[jinja2.Template, set[str]]:
         found = self._blocks.get(block)
         if found is None:
-            source = "{{" + block + "}}"
-            names = {n.name for n in self.env.parse(source).find_all(nodes.Name)}
-            found = self._blocks[block] = (self.env.from_string(source), names)
+            found = self._blocks[block] = self._compile("{{" + block + "}}")
         return found
+
+    def _compile(self, source: str) -> tuple[jinja2.Template, set[str]]:
+        """The template and the names it uses, parsed once (what `from_string` does, with the
+        parse tree kept for the names)."""
+        tree = self.env.parse(source)
+        names = {n.name for n in tree.find_all(nodes.Name)}
+        code = self.env.compile(tree)
+        return self.env.template_class.from_code(self.env, code, self.env.make_globals(None)), names
 
     def _undefined(self, exc: jinja2.UndefinedError, loc: Location) -> SpecError:
         message = str(exc.message or exc)
