@@ -203,7 +203,12 @@ def segment_query(
         exp.to_table(entity.relation_name) if standalone else target.relation(entity.relation_name)
     )
     predicate = (lowering or Lowering(target)).predicate(segment)
-    query = exp.select(exp.column(entity.key)).distinct().from_(source, copy=False)
+    # fresh nodes: the builders need not copy them (twice per segment per target)
+    query = (
+        exp.select(exp.column(entity.key), copy=False)
+        .distinct(copy=False)
+        .from_(source, copy=False)
+    )
     query = with_where(query, predicate)
     if standalone:
         features = feature_query(entity, target)
