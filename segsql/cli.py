@@ -35,6 +35,7 @@ from segsql.load import PROJECT_FILE, DefinitionReader, find_project_root, load_
 from segsql.model import Project
 from segsql.pipeline import (
     CacheSetup,
+    compile_heap,
     compile_project,
     effective_vars,
     emit_targets,
@@ -284,7 +285,7 @@ def compile_command(
     ] = False,
 ) -> None:
     """Write the SQL of every segment for a target (one file per segment, a deploy script, a manifest)."""
-    with user_errors():
+    with user_errors(), compile_heap() as settle:
         folder = out_dir if out_dir.is_absolute() else _root() / out_dir
         # --check writes nothing, not even the cache (segsql/cache.py).
         cache = None if check else CacheSetup(folder, partial=bool(select))
@@ -293,6 +294,7 @@ def compile_command(
             if cache
             else _compile(as_of, var)
         )
+        settle()
         config = compiled.project.config
         targets = all_targets(config) if all_targets_ else [resolve_target(config, target)]
         if check and target is None and not all_targets_:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import multiprocessing
 import os
 import shutil
 import tempfile
-from collections.abc import Container
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,29 @@ def compile_project(
     project = load_project(root, reader)
     day, variables = effective_vars(project, overrides or {}, as_of)
     return build_project(project, day, variables, introspect, known)
+
+
+@contextlib.contextmanager
+def compile_heap() -> Iterator[Callable[[], None]]:
+    """Python's garbage collector tuned for one compile; yields `settle`, to call once the
+    project is built.
+
+    A compile builds hundreds of thousands of sqlglot nodes that live until it ends, and the
+    collector's full (oldest-generation) passes walked them all again and again: 17-20 % of a
+    1,000-segment compile. `settle` freezes what exists then (the built project: never
+    collected, and forked workers do not touch its pages either), and full passes are off
+    until the compile ends. Young garbage is still collected as usual.
+    """
+    threshold = gc.get_threshold()
+    gc.set_threshold(threshold[0], threshold[1], FULL_COLLECTIONS_OFF)
+    try:
+        yield gc.freeze
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
+FULL_COLLECTIONS_OFF = 1_000_000_000  # young collections before a full one: never, in practice
 
 
 def target_of(compiled: CompiledProject, name: str | None) -> Target:
