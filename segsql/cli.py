@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager
@@ -67,6 +68,7 @@ class OutputFormat(StrEnum):
 class _State:
     project_dir: Path | None = None
     debug: bool = False
+    exit_at_once: bool = False  # set by commands with nothing left to clean up (see main)
 
 
 state = _State()
@@ -325,6 +327,7 @@ def compile_command(
             if cache is not None:
                 cache.discard()
         count = sum(len(files) for files in per_target.values())
+        state.exit_at_once = True  # files written, caches installed, no connection open
         out.print(
             f"compiled {len(names)} segments for {', '.join(t.name for t in targets)}: {count} files in {folder}"
         )
@@ -500,7 +503,17 @@ def init(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as done:
+        if not state.exit_at_once:
+            raise
+        # Everything is written and closed; what is left is freeing the compiled project
+        # object by object, which took a recompile of 1,000 segments 60-80 ms.
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 # Command groups defined in their own modules register themselves on `app` when imported.
