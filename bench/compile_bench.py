@@ -334,9 +334,15 @@ class Run:
     peak_mb: float  # the largest resident set of one process (forked workers are not summed)
 
 
-def run_child(args: list[str], cwd: Path) -> Run:
-    """Wall time, CPU time and peak RSS of one fresh process tree."""
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(HERE.parent)}
+def run_child(args: list[str], cwd: Path, first_path: Path | None = None) -> Run:
+    """Wall time, CPU time and peak RSS of one fresh process tree (`first_path` goes first on
+    its sys.path)."""
+    paths = [str(first_path)] if first_path else []
+    env = {
+        **os.environ,
+        "PYTHONHASHSEED": "0",
+        "PYTHONPATH": os.pathsep.join([*paths, str(HERE.parent)]),
+    }
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # measured as installed: bytecode cached
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         timed = [str(TIME_BIN), "-f", "%M", "-o", report.name] if TIME_BIN.exists() else []
@@ -369,8 +375,22 @@ def compile_again(project: Path) -> Run:
     return run_child([*segsql_command(), "compile", "--all-targets"], project)
 
 
-def floor(project: Path) -> Run:
-    return run_child([*PYTHON, __file__, "--naive-floor", str(project)], project)
+def floor(project: Path, pure: Path | None = None) -> Run:
+    return run_child([*PYTHON, __file__, "--naive-floor", str(project)], project, pure)
+
+
+def pure_sqlglot(work: Path) -> Path | None:
+    """A copy of the measured interpreter's sqlglot without its compiled modules (sqlglotc
+    installs them beside the .py files, and Python prefers them): the issue's floor is pure
+    Python. None when that sqlglot is pure Python already."""
+    probe = "import pathlib, sqlglot; print(pathlib.Path(sqlglot.__file__).parent)"
+    done = subprocess.run([PYTHON[0], "-c", probe], capture_output=True, text=True, check=True)
+    package = Path(done.stdout.strip())
+    if not any(package.rglob("*.so")):
+        return None
+    folder = work / "pure-sqlglot"
+    shutil.copytree(package, folder / "sqlglot", ignore=shutil.ignore_patterns("*.so", "*.pyd"))
+    return folder
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,6 +411,8 @@ def measure(segments: int, memory_segments: int, repeat: int, work: Path) -> dic
     generate_project(project, segments)
     cold = [compile_cold(project) for _ in range(repeat)]
     naive = [floor(project) for _ in range(repeat)]
+    pure = pure_sqlglot(work)
+    naive_pure = [floor(project, pure) for _ in range(repeat)] if pure else []
     changed, affected = segment_to_change(project)
     recompile = []
     for _ in range(repeat):
@@ -403,6 +425,7 @@ def measure(segments: int, memory_segments: int, repeat: int, work: Path) -> dic
         "targets": 3,
         "cold_compile": _stats(cold),
         "naive_floor": _stats(naive),
+        **({"naive_floor_pure_sqlglot": _stats(naive_pure)} if naive_pure else {}),
         "recompile_one_changed": {**_stats(recompile), "changed": changed, "affected": affected},
     }
     if memory_segments:
@@ -417,10 +440,17 @@ def _table(results: dict[str, object]) -> str:
     naive = results["naive_floor"]
     again = results["recompile_one_changed"]
     assert isinstance(cold, dict) and isinstance(naive, dict) and isinstance(again, dict)
+    pure = results.get("naive_floor_pure_sqlglot")
     rows: list[tuple[object, ...]] = [
         ("step", "median s", "min s", "cpu s", "peak MB", "note"),
         (*_cells("naive floor", naive), "no validation, no files"),
-        (*_cells("cold compile", cold), f"{cold['median_s'] / naive['median_s']:.2f}x floor"),
+    ]
+    note = f"{cold['median_s'] / naive['median_s']:.2f}x floor"
+    if isinstance(pure, dict):
+        rows.append((*_cells("naive floor, pure sqlglot", pure), "the issue's floor"))
+        note += f", {cold['median_s'] / pure['median_s']:.2f}x pure floor"
+    rows += [
+        (*_cells("cold compile", cold), note),
         (
             *_cells("recompile, 1 changed", again),
             f"{again['median_s'] / cold['median_s']:.2f}x cold ({again['affected']} segments affected)",
