@@ -25,6 +25,7 @@ from segsql.build import CompiledProject
 from segsql.emit import (
     all_targets,
     manifest,
+    remove_staged,
     resolve_target,
     segment_header,
     segment_query,
@@ -305,8 +306,11 @@ def compile_command(
             # a plain --check checks what was committed, e.g. every target after --all-targets
             targets = committed_targets(config, folder) or targets
         names = select_segments(compiled, select)
+        # a first compile's target folders are written by the workers that print them
+        staged: dict[str, Path] | None = {} if cache is not None and not select else None
+        created = [f for f in (folder, folder / "compiled") if not f.exists()]
         try:
-            per_target = emit_targets(compiled, targets, names, cache)
+            per_target = emit_targets(compiled, targets, names, cache, staged)
             if check_sql:
                 from segsql.bigquery_check import check_targets
                 from segsql.cli_test import check_sql_summary
@@ -320,12 +324,14 @@ def compile_command(
                 return check_drift(folder, per_target, data, not select)
             segments = cache.segments if cache else None
             data = manifest(compiled, targets, folder, segments)
-            write_compiled(folder, per_target, data, replace=not select, cache=segments)
+            write_compiled(folder, per_target, data, not select, segments, staged)
             if cache is not None:
                 cache.install()  # only now: a failed compile leaves no cache behind either
         finally:
             if cache is not None:
                 cache.discard()
+            if staged is not None:
+                remove_staged(folder, created)  # those not swapped in: the compile failed
         count = sum(len(files) for files in per_target.values())
         state.exit_at_once = True  # files written, caches installed, no connection open
         out.print(

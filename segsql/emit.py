@@ -10,6 +10,7 @@ Output is deterministic, and files are replaced atomically: a failed compile lea
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -635,14 +636,17 @@ def write_compiled(
     manifest_data: dict[str, Any],
     replace: bool,
     cache: SegmentCache | None = None,
+    staged: Mapping[str, Path] | None = None,
 ) -> None:
     """Write every target's files, then the manifest; with `replace`, a target's folder ends up
-    holding exactly its files (stale ones removed)."""
+    holding exactly its files (stale ones removed). `staged`: folders already written for
+    targets that had none (`stage_folder`, by the workers that printed them): renamed in."""
 
     def write_target(target_name: str) -> None:
-        final, files = out_dir / "compiled" / target_name, per_target[target_name]
+        final, files = compiled_folder(out_dir, target_name), per_target[target_name]
+        ready = (staged or {}).get(target_name)
         if replace and not final.is_dir():
-            _swap_in_folder(final, files)
+            swap_in(final, ready or stage_folder(final, files))
         else:
             _update_folder(final, files, remove_stale=replace)
 
@@ -718,8 +722,32 @@ def _stage_file(path: str, current: str, text: str) -> None:
 
 def _swap_in_folder(final: Path, files: dict[str, str]) -> None:
     """Build the new folder beside the old one, then swap it in with two renames."""
+    swap_in(final, stage_folder(final, files))
+
+
+STAGED_PREFIX = ".new."  # `.<name>.new.<random>`: a folder being written, not yet swapped in
+
+
+def compiled_folder(out_dir: Path, target_name: str) -> Path:
+    return out_dir / "compiled" / target_name
+
+
+def remove_staged(out_dir: Path, created: Iterable[Path] = ()) -> None:
+    """Delete staged target folders that were not swapped in (a compile that failed after
+    writing them, or one that was killed), and the `created` folders if that left them empty."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(out_dir / "compiled"):
+            if entry.name.startswith(".") and STAGED_PREFIX in entry.name and entry.is_dir():
+                shutil.rmtree(entry.path, ignore_errors=True)
+    for folder in sorted(created, key=lambda f: len(f.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty: a successful compile's folders stay
+
+
+def stage_folder(final: Path, files: dict[str, str]) -> Path:
+    """A new folder beside `final` holding `files` (unchanged files hard-linked from `final`)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.new."))
+    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}{STAGED_PREFIX}"))
     try:
         os.chmod(staging, FOLDER_MODE)  # it becomes the output folder
         for folder in sorted({os.path.dirname(rel) for rel in files} - {""}):
@@ -727,6 +755,15 @@ def _swap_in_folder(final: Path, files: dict[str, str]) -> None:
         new, current = str(staging), str(final)
         for rel, text in files.items():
             _stage_file(os.path.join(new, rel), os.path.join(current, rel), text)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
+
+
+def swap_in(final: Path, staging: Path) -> None:
+    """Replace `final` by the staged folder with two renames; the old one is then deleted."""
+    try:
         old = final.with_name(f".{final.name}.old")
         if old.exists():
             shutil.rmtree(old)

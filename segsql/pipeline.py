@@ -28,7 +28,7 @@ from segsql.cache import (
     install_cache_file,
     segment_cache_path,
 )
-from segsql.emit import Target, resolve_target, target_files
+from segsql.emit import Target, compiled_folder, resolve_target, stage_folder, target_files
 from segsql.errors import Location, SpecError
 from segsql.load import DefinitionReader, load_project
 from segsql.model import Project
@@ -124,7 +124,7 @@ def target_of(compiled: CompiledProject, name: str | None) -> Target:
 
 # Below this many segments a worker process costs more than it saves.
 PARALLEL_MIN_SEGMENTS = 200
-_forked: tuple[CompiledProject, list[Target], list[str], CacheSetup | None] | None = None
+_forked: tuple[CompiledProject, list[Target], list[str], CacheSetup | None, bool] | None = None
 
 
 @dataclass
@@ -179,13 +179,17 @@ def emit_targets(
     targets: list[Target],
     names: list[str],
     cache: CacheSetup | None = None,
+    staged: dict[str, Path] | None = None,
 ) -> dict[str, dict[str, str]]:
     """Every target's files (relative path -> text); targets are generated on all cores at once.
 
     Workers are forked, so they share the compiled project without pickling its trees; only the
     finished text comes back. Output is identical to the sequential path (same function, same input).
     With `cache`, each target reuses the text of segments that did not change, and only the
-    changed ones count towards forking.
+    changed ones count towards forking. With `staged` (and `cache`), a target that has no
+    output folder yet gets one written beside its place by whoever printed it, so a first
+    compile writes its thousands of files on all cores; `staged` receives those folders
+    (emit.write_compiled renames them in, emit.remove_staged deletes what is left).
     """
     cores = os.cpu_count() or 1
     fork = "fork" in multiprocessing.get_all_start_methods()
@@ -193,14 +197,14 @@ def emit_targets(
         cache.staging_folder()  # so forked workers write where the parent will clean up
     known = cache.segments.known() if cache else set()
     changed = sum(compiled.fingerprints.get(n) not in known for n in names)
+    stage = staged is not None
     if len(targets) < 2 or changed < PARALLEL_MIN_SEGMENTS or cores < 2 or not fork:
-        return _collect(
-            targets, [_cached_target_files(compiled, t, names, cache) for t in targets], cache
-        )
+        results = [_cached_target_files(compiled, t, names, cache, stage) for t in targets]
+        return _collect(targets, results, cache, staged)
     from concurrent.futures import ProcessPoolExecutor  # here: most compiles never fork
 
     global _forked
-    _forked = (compiled, targets, names, cache)
+    _forked = (compiled, targets, names, cache, stage)
     try:
         context = multiprocessing.get_context("fork")
         # A worker per target even on fewer cores: 3 targets on 2 cores as 2 workers finish
@@ -211,36 +215,51 @@ def emit_targets(
     except Exception:
         # A worker failed (e.g. a user error found while emitting): redo the work here, so the
         # error is raised as itself, with its location, rather than through pickling.
-        results = [_cached_target_files(compiled, t, names, cache) for t in targets]
+        results = [_cached_target_files(compiled, t, names, cache, stage) for t in targets]
     finally:
         _forked = None
-    return _collect(targets, results, cache)
+    return _collect(targets, results, cache, staged)
 
 
-_Result = tuple[dict[str, str], tuple[Path, Path] | None]
+@dataclass(frozen=True)
+class _Emitted:
+    files: dict[str, str]
+    pending_cache: tuple[Path, Path] | None  # (new cache file, where it goes)
+    staged: Path | None  # the target's output folder, written beside its place
 
 
 def _collect(
-    targets: list[Target], results: list[_Result], cache: CacheSetup | None
+    targets: list[Target],
+    results: list[_Emitted],
+    cache: CacheSetup | None,
+    staged: dict[str, Path] | None,
 ) -> dict[str, dict[str, str]]:
-    for _files, pending in results:
-        if cache is not None and pending is not None:
-            cache.pending.append(pending)
-    return {t.name: files for t, (files, _) in zip(targets, results, strict=True)}
+    for target, result in zip(targets, results, strict=True):
+        if cache is not None and result.pending_cache is not None:
+            cache.pending.append(result.pending_cache)
+        if staged is not None and result.staged is not None:
+            staged[target.name] = result.staged
+    return {t.name: result.files for t, result in zip(targets, results, strict=True)}
 
 
 def _cached_target_files(
-    compiled: CompiledProject, target: Target, names: list[str], setup: CacheSetup | None
-) -> _Result:
+    compiled: CompiledProject,
+    target: Target,
+    names: list[str],
+    setup: CacheSetup | None,
+    stage: bool = False,
+) -> _Emitted:
     if setup is None:
-        return target_files(compiled, target, names), None
+        return _Emitted(target_files(compiled, target, names), None, None)
     cache = setup.text_cache(target)
     files = target_files(compiled, target, names, cache, compiled.fingerprints)
     temp = cache.save_pending(setup.staging_folder())
-    return files, (temp, cache.path) if temp is not None else None
+    final = compiled_folder(setup.out_dir, target.name)
+    staged = stage_folder(final, files) if stage and not final.is_dir() else None
+    return _Emitted(files, (temp, cache.path) if temp is not None else None, staged)
 
 
-def _target_files_in_worker(index: int) -> _Result:
+def _target_files_in_worker(index: int) -> _Emitted:
     assert _forked is not None, "emit_targets sets the project before forking"
-    compiled, targets, names, cache = _forked
-    return _cached_target_files(compiled, targets[index], names, cache)
+    compiled, targets, names, cache, stage = _forked
+    return _cached_target_files(compiled, targets[index], names, cache, stage)
