@@ -14,11 +14,13 @@ from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 from segsql import __version__
 from segsql.build import CompiledProject
@@ -57,8 +59,33 @@ app = typer.Typer(
 # sqlglot logs a warning when it falls back to parsing text as a raw command ("'call f()' contains
 # unsupported syntax"); segsql reports such an expression itself, located, so the log is noise.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _LazyConsole:
+    """A rich Console made on first use: importing rich costs ~30 ms, which a command that
+    prints one plain line (compile, after a one-line edit) need not pay."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+out = cast("Console", _LazyConsole(highlight=False, soft_wrap=True))
+err = cast("Console", _LazyConsole(stderr=True, highlight=False, soft_wrap=True))
+
+
+def rich_table(*headers: str, **options: Any) -> Table:
+    """A rich Table (imported only by commands that print one)."""
+    from rich.table import Table
+
+    return Table(*headers, **options)
 
 
 class OutputFormat(StrEnum):
@@ -209,7 +236,7 @@ def list_segments(
         if output is OutputFormat.json:
             out.print_json(json.dumps(rows))
             return
-        table = Table("segment", "entity", "kind", "parent", "owner", "tags", "defined at")
+        table = rich_table("segment", "entity", "kind", "parent", "owner", "tags", "defined at")
         for row in rows:
             table.add_row(
                 row["name"],
@@ -334,7 +361,8 @@ def compile_command(
                 remove_staged(folder, created)  # those not swapped in: the compile failed
         count = sum(len(files) for files in per_target.values())
         state.exit_at_once = True  # files written, caches installed, no connection open
-        out.print(
+        # plain: rich is not even imported for a compile that succeeds
+        typer.echo(
             f"compiled {len(names)} segments for {', '.join(t.name for t in targets)}: {count} files in {folder}"
         )
 
@@ -444,7 +472,7 @@ def _print_counts(
             json.dumps({"target": target, "as_of": compiled.as_of.isoformat(), "segments": rows})
         )
         return
-    table = Table(title=f"segments on {target} as of {compiled.as_of}")
+    table = rich_table(title=f"segments on {target} as of {compiled.as_of}")
     table.add_column("segment", no_wrap=True)
     for column in ("entity", "kind"):
         table.add_column(column)

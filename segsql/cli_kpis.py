@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from segsql.build import CompiledProject
 from segsql.cli import (
@@ -27,6 +26,7 @@ from segsql.cli import (
     app,
     err,
     out,
+    rich_table,
     user_errors,
 )
 from segsql.emit import resolve_target
@@ -48,6 +48,9 @@ from segsql.overlap import heatmap_svg, overlap_pairs, overlap_query, plan_overl
 from segsql.pipeline import effective_vars, parse_vars
 from segsql.run import DuckDBRunner, Runner, load_seeds, open_runner
 from segsql.select import select_segments
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 class TableFormat(StrEnum):
@@ -138,7 +141,7 @@ def _print_kpis(
         _print_tables("lift vs parent (KPI / parent KPI)", rows, lift_columns, formats)
     if splits:
         title = "segment value of each split of the base (exclusive group)"
-        table = Table("split", "segments", "segment value", title=title)
+        table = rich_table("split", "segments", "segment value", title=title)
         for split in splits:
             value = format_kpi(split["segment_value"], "currency")
             table.add_row(split["split"], str(split["segments"]), value)
@@ -187,7 +190,7 @@ def _fitting_chunks(
 def _table(
     title: str, rows: list[dict[str, Any]], columns: list[str], formats: dict[str, str]
 ) -> Table:
-    table = Table(title=title)
+    table = rich_table(title=title)
     table.add_column("segment", no_wrap=True)
     for column in columns:
         table.add_column(_header(column), justify="right", overflow="fold")
@@ -265,7 +268,7 @@ def _print_matrix(pairs: list[dict[str, Any]], metric: Metric) -> None:
         return
     names = list(dict.fromkeys(p["a"] for p in pairs))
     cell = {(p["a"], p["b"]): p[metric.value] for p in pairs}
-    table = Table(title=f"{metric.value} (row a, column b)")
+    table = rich_table(title=f"{metric.value} (row a, column b)")
     table.add_column("a \\ b", no_wrap=True)
     for name in names:
         table.add_column(name, justify="right")

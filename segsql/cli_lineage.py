@@ -6,16 +6,18 @@ import json
 import re
 import sys
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.tree import Tree
 
 from segsql.build import CompiledProject
 from segsql.cli import AsOfOpt, VarOpt, _compile, app, out, user_errors
 from segsql.errors import SpecError
 from segsql.lineage import Lineage, SourceColumn, entity_filter_columns
 from segsql.select import select_segments
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
 
 
 class LineageFormat(StrEnum):
@@ -88,6 +90,8 @@ def _label(compiled: CompiledProject, name: str) -> str:
 
 def _tree(lineage: Lineage, name: str, downstream: bool, tree: Tree | None = None) -> Tree:
     compiled = lineage.compiled
+    from rich.tree import Tree  # imported by `segsql lineage` only
+
     node = Tree(_label(compiled, name)) if tree is None else tree.add(_label(compiled, name))
     info = lineage.segment(name)
     if info.features:

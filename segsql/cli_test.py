@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import sqlglot
 import typer
-from rich.table import Table
 
 from segsql.cli import (
     AsOfOpt,
@@ -29,6 +28,7 @@ from segsql.cli import (
     app,
     err,
     out,
+    rich_table,
     user_errors,
 )
 from segsql.dialects import ENGINES
@@ -173,7 +173,7 @@ def _print_results(results: list[CheckResult], output: OutputFormat, root: Path)
         summary = {"passed": len(results) - len(failed), "failed": len(failed), "results": rows}
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return
-    table = Table(title="segsql test")
+    table = rich_table(title="segsql test")
     for column in ("", "kind", "segment / test", "check", "result"):
         table.add_column(column)
     for r in results:
@@ -329,7 +329,7 @@ def _print_changes(
     if not changes:
         out.print(f"no segment changed since {base}")
         return
-    table = Table(title=f"changes since {base}")
+    table = rich_table(title=f"changes since {base}")
     for column in ("segment", "change", "detail"):
         table.add_column(column)
     if sizes:
