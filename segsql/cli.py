@@ -6,6 +6,7 @@ never a Python traceback unless `--debug` is given.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -545,8 +546,9 @@ def main() -> None:
         # Everything is written and closed; what is left is freeing the compiled project
         # object by object, which took a recompile of 1,000 segments 60-80 ms.
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        with contextlib.suppress(OSError):  # e.g. stdout piped into a closed `head`
+            sys.stdout.flush()
+            sys.stderr.flush()
         os._exit(code)
 
 
