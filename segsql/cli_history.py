@@ -12,13 +12,22 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from segsql.build import CompiledProject
-from segsql.cli import SelectOpt, TargetOpt, VarOpt, _root, app, err, out, user_errors
+from segsql.cli import (
+    SelectOpt,
+    TargetOpt,
+    VarOpt,
+    _root,
+    app,
+    err,
+    out,
+    rich_table,
+    user_errors,
+)
 from segsql.emit import resolve_target
 from segsql.errors import ExecutionError, SpecError
 from segsql.history import (
@@ -45,6 +54,9 @@ from segsql.model import Project
 from segsql.pipeline import effective_vars, parse_as_of, parse_vars
 from segsql.run import DuckDBRunner, Runner, load_seeds, open_runner
 from segsql.select import select_segments
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 class TableFormat(StrEnum):
@@ -129,7 +141,7 @@ def _sizes_table(counts: dict[tuple[str, dt.date], int], days: list[dt.date], ti
     shown = days[-max(1, (out.width - names) // DATE_COLUMN) :]
     if len(shown) < len(days):
         title += f" (last {len(shown)} of {len(days)} dates; all of them: segsql growth)"
-    table = Table(title=title)
+    table = rich_table(title=title)
     table.add_column("segment", no_wrap=True)
     for day in shown:
         table.add_column(str(day), justify="right", no_wrap=True)
@@ -249,7 +261,7 @@ def _print_growth(rows: Sequence[Growth], output: TableFormat, trend: KpiTrend |
     if output is TableFormat.csv:
         sys.stdout.write(_csv(columns, [[_plain(d[c]) for c in columns] for d in dicts]))
         return
-    table = Table(*[HEADERS.get(c, c) for c in GROWTH_COLUMNS])
+    table = rich_table(*[HEADERS.get(c, c) for c in GROWTH_COLUMNS])
     for d in dicts:
         table.add_row(*[_cell(c, d[c]) for c in GROWTH_COLUMNS])
     out.print(table)
@@ -259,7 +271,7 @@ def _print_growth(rows: Sequence[Growth], output: TableFormat, trend: KpiTrend |
 
 def _print_kpi_trend(dicts: list[dict[str, Any]], trend: KpiTrend) -> None:
     """A second table: a KPI column per KPI would not fit beside the growth columns."""
-    table = Table("segment", "as of", title="KPI trend (members recorded on each date)")
+    table = rich_table("segment", "as of", title="KPI trend (members recorded on each date)")
     for name in trend.kpis:
         table.add_column(name, justify="right")
     for d in dicts:
@@ -397,7 +409,7 @@ def _print_flows(matrices: list[Flows], output: TableFormat) -> None:
 
 def _flow_table(matrix: Flows) -> Table:
     labels: list[str | None] = [*matrix.segments, None]
-    table = Table(title=f"members moving from {matrix.start} (rows) to {matrix.end} (columns)")
+    table = rich_table(title=f"members moving from {matrix.start} (rows) to {matrix.end} (columns)")
     table.add_column("from \\ to", no_wrap=True)
     for label in labels:
         table.add_column(label or NONE_LABEL, justify="right")

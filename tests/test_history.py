@@ -207,14 +207,66 @@ def snapshot(root: Path, days: list[dt.date], select: list[str] | None = None) -
 
 
 def history_rows(root: Path) -> set[tuple[str, str, dt.date]]:
+    """(segment, key, as_of) of every membership recorded, after checking the intervals."""
+    members = member_rows(root)
+    check_intervals(root, members)
+    return members
+
+
+def member_rows(root: Path) -> set[tuple[str, str, dt.date]]:
     with duckdb.connect(str(root / "hist.duckdb"), read_only=True) as con:
-        rows = con.execute("SELECT segment, entity_key, as_of FROM segments.segment_history")
-        return {(s, k, d) for s, k, d in rows.fetchall()}
+        rows = con.execute("SELECT segment, entity_key, as_of FROM segments.segment_members")
+        found = rows.fetchall()
+    assert len(found) == len(set(found)), "a membership is recorded twice"
+    return {(s, k, d) for s, k, d in found}
 
 
 def history_count(root: Path) -> int:
+    """Rows of the members view (one per segment, key and logged date), after checking that the
+    stored intervals are well formed (`check_intervals`)."""
+    return len(history_rows(root))
+
+
+def stored_intervals(root: Path) -> list[tuple[str, str, dt.date, dt.date | None]]:
     with duckdb.connect(str(root / "hist.duckdb"), read_only=True) as con:
-        return con.execute("SELECT count(*) FROM segments.segment_history").fetchone()[0]
+        rows = con.execute(
+            "SELECT segment, entity_key, valid_from, valid_to FROM segments.segment_history"
+        )
+        return [(s, k, a, b) for s, k, a, b in rows.fetchall()]
+
+
+def check_intervals(root: Path, members: set[tuple[str, str, dt.date]]) -> None:
+    """The stored form is exactly the maximal intervals of the logged memberships: every bound
+    is a logged date of its segment, valid_to is the first logged date without the key, and no
+    two intervals of a key touch or overlap. (Rebuilt here from the members, so any other set of
+    rows, duplicated, split or stale, fails.)"""
+    with duckdb.connect(str(root / "hist.duckdb"), read_only=True) as con:
+        log = con.execute("SELECT segment, as_of FROM segments.segment_snapshots").fetchall()
+    dates: dict[str, list[dt.date]] = {}
+    for segment, day in sorted(log):
+        dates.setdefault(segment, []).append(day)
+    assert intervals_of(members, dates) == sorted(stored_intervals(root), key=str)
+
+
+def intervals_of(
+    members: set[tuple[str, str, dt.date]], dates: dict[str, list[dt.date]]
+) -> list[tuple[str, str, dt.date, dt.date | None]]:
+    """The maximal validity intervals of (segment, key, date) memberships over each segment's
+    logged dates, in plain Python."""
+    out = []
+    keys = {(s, k) for s, k, _ in members}
+    for segment, key in keys:
+        start = None
+        for day in dates[segment]:
+            member = (segment, key, day) in members
+            if member and start is None:
+                start = day
+            elif not member and start is not None:
+                out.append((segment, key, start, day))
+                start = None
+        if start is not None:
+            out.append((segment, key, start, None))
+    return sorted(out, key=str)
 
 
 def logged_dates(root: Path) -> set[tuple[str, dt.date]]:
@@ -599,7 +651,7 @@ def test_compiled_snapshot_script_runs_and_matches(tmp_path: Path) -> None:
             )
         con.execute(script)
         con.execute(script)  # re-running replaces
-        rows = con.execute("SELECT segment, entity_key, as_of FROM segments.segment_history")
+        rows = con.execute("SELECT segment, entity_key, as_of FROM segments.segment_members")
         assert set(rows.fetchall()) == expected_rows([D(2024, 3, 31)])
 
 
@@ -626,6 +678,11 @@ def test_bigquery_snapshot_is_delete_insert_in_one_transaction(tmp_path: Path) -
     )
     assert begin < delete < insert < commit
     assert "CAST(customer_id AS STRING)" in script
+    # the splice's scratch tables are temporary tables of the transaction, dropped before COMMIT
+    scratch = script.index("CREATE TEMPORARY TABLE segsql_flips")
+    dropped = script.index("DROP TABLE IF EXISTS segsql_new")
+    assert begin < scratch < delete and insert < dropped < commit
+    assert "USING" not in script  # BigQuery's DELETE has no USING: rows are named by EXISTS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -647,6 +704,11 @@ def test_postgres_history_equals_duckdb(tmp_path: Path, pg_database: str, key_ty
         backfill(runner, compile_at, days[:3], None)  # re-run: replaced, not duplicated
         rows = runner.query(
             exp.select("segment", "entity_key", "as_of").from_(
+                runner.target.relation("segment_members")
+            )
+        )
+        intervals = runner.query(
+            exp.select("segment", "entity_key", "valid_from", "valid_to").from_(
                 runner.target.relation("segment_history")
             )
         )
@@ -656,6 +718,7 @@ def test_postgres_history_equals_duckdb(tmp_path: Path, pg_database: str, key_ty
         runner.close()
     assert len(rows) == len(set(rows))
     assert set(rows) == history_rows(root)
+    assert sorted(intervals, key=str) == sorted(stored_intervals(root), key=str)
     duck, _ = open_project(root)
     try:
         assert pg_growth == growth(duck, [*SEGMENTS, "campaign"], None, None)
