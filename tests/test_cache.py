@@ -195,3 +195,20 @@ def test_a_recompile_rewrites_only_the_files_that_changed(
     assert rewritten == changed
     # the folders are readable like any output, not private like a temp folder
     assert folder.stat().st_mode & 0o755 == 0o755
+
+
+def test_a_broken_then_repaired_file_compiles_as_without_cache(
+    mini_project: Path, segsql_cli: Invoke, tmp_path: Path
+) -> None:
+    """The definitions cache keeps only error-free reads: a broken file is reported on every
+    compile until repaired, and the repaired one compiles as a cold compile does."""
+    compile_all(segsql_cli, mini_project)
+    core = mini_project / "segments/core.yml"
+    original = core.read_text(encoding="utf-8")
+    edit(core, "where: orders_90d > 0", "wher: orders_90d > 0")
+    for _ in range(2):
+        result = segsql_cli(mini_project, "compile", "--all-targets")
+        assert result.exit_code == 2 and "wher" in result.output, result.output
+    core.write_text(original.replace("orders_90d > 0", "orders_90d > 2", 1), encoding="utf-8")
+    warm = compile_all(segsql_cli, mini_project)
+    assert_same_output(warm, cold_compile(segsql_cli, mini_project, tmp_path))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -349,3 +351,42 @@ def test_readme_per_target_table_matches_the_testing_docs() -> None:
         "| PostgreSQL",
         "| BigQuery",
     ]
+
+
+def test_compile_as_a_process_prints_its_summary_and_exits_0(starter_project: Path) -> None:
+    """`python -m segsql compile` leaves through os._exit once done (cli.main): the summary is
+    flushed, the exit code kept; an error exits as usual."""
+    command = [sys.executable, "-m", "segsql", "-p", str(starter_project), "compile"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"compiled \d+ segments for local: \d+ files in .*\n", done.stdout)
+    assert (starter_project / "target" / "manifest.json").is_file()
+    failed = subprocess.run([*command, "--target", "nope"], capture_output=True, text=True)
+    assert failed.returncode == 2
+    assert "nope" in failed.stderr
+
+
+def test_start_up_imports_only_what_every_command_needs() -> None:
+    """Importing the CLI must not pull in what only some commands use (start-up time is a
+    tenth of a recompile): the docs site, the test runner, rich, sqlglot's optimizer, pydantic."""
+    probe = (
+        "import sys, segsql.cli; "
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'rich', 'pydantic', 'segsql', 'sqlglot'})))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    for module in (
+        "segsql.docs_site",
+        "segsql.testing",
+        "segsql.unit",
+        "rich",
+        "pydantic",
+        "sqlglot.lineage",
+        "sqlglot.optimizer.qualify",
+    ):
+        assert module not in loaded, f"{module} is imported at start-up"
+    assert "segsql.build" in loaded  # the probe itself works
