@@ -164,6 +164,11 @@ def _read_entries(path: Path) -> dict[str, Any]:
     return entries if stamp == _stamp() and isinstance(entries, dict) else {}
 
 
+def _write_entries(path: Path, entries: dict[str, Any]) -> None:
+    """What `_read_entries` reads back: the entries with this segsql's stamp."""
+    _write_atomic(path, pickle.dumps((_stamp(), entries), pickle.HIGHEST_PROTOCOL))
+
+
 def _stamp() -> str:
     return _digest(str(CACHE_FORMAT), segsql_fingerprint(), f"python {sys.version_info[:2]}")
 
@@ -212,7 +217,7 @@ class SegmentCache:
         if self._used == self._old and self.manifest_texts.keys() == self._old_texts.keys():
             return  # nothing new: leave the file as it is
         stored = {"lineage": self._used, "manifest": self.manifest_texts}
-        _write_atomic(self.path, pickle.dumps((_stamp(), stored), pickle.HIGHEST_PROTOCOL))
+        _write_entries(self.path, stored)
 
 
 def install_cache_file(temp: Path, destination: Path) -> None:
@@ -273,4 +278,4 @@ class DefinitionCache:
     def save(self) -> None:
         if not self._changed and self._used.keys() == self._old.keys():
             return  # every file served from the cache: leave it as it is
-        _write_atomic(self.path, pickle.dumps((_stamp(), self._used), pickle.HIGHEST_PROTOCOL))
+        _write_entries(self.path, self._used)

@@ -682,6 +682,7 @@ def _update_folder(final: Path, files: dict[str, str], remove_stale: bool) -> No
 
 
 def _holds(path: str, data: bytes) -> bool:
+    """Whether the file at `path` holds exactly `data` (False when there is none)."""
     try:
         if os.stat(path).st_size != len(data):
             return False
@@ -708,14 +709,12 @@ def _stage_file(path: str, current: str, text: str) -> None:
     creating a file costs far more than linking one, and a recompile changes few files.
     (Plain `os` calls on strings: pathlib's objects cost more than the system calls here.)"""
     data = text.encode("utf-8")
-    try:
-        if os.stat(current).st_size == len(data):
-            with open(current, "rb") as handle:
-                if handle.read() == data:
-                    os.link(current, path)
-                    return
-    except OSError:
-        pass  # no current file, or no hard links here: write it
+    if _holds(current, data):
+        try:
+            os.link(current, path)
+            return
+        except OSError:
+            pass  # no hard links here: write it
     with open(path, "wb") as handle:
         handle.write(data)
 

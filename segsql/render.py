@@ -99,8 +99,7 @@ class Renderer:
             raise SpecError(
                 f"Jinja error: {exc}", expr.loc, "check the macro's arguments"
             ) from None
-        macros = tuple(sorted(n for n in names if n in self.macro_origin))
-        return Rendered(" ".join(text.split()), macros)
+        return self._rendered(text, names)
 
     def _render_blocks(self, text: str) -> Rendered | None:
         """Text made only of literal SQL and `{{ ... }}` blocks, rendered block by block.
@@ -133,8 +132,12 @@ class Renderer:
                     names |= block_names
         except Exception:
             return None
+        return self._rendered("".join(output), names)
+
+    def _rendered(self, text: str, names: set[str]) -> Rendered:
+        """The rendered text, whitespace collapsed, and the macros among the names it used."""
         macros = tuple(sorted(n for n in names if n in self.macro_origin))
-        return Rendered(" ".join("".join(output).split()), macros)
+        return Rendered(" ".join(text.split()), macros)
 
     def _block(self, block: str) -> tuple[jinja2.Template, set[str]]:
         found = self._blocks.get(block)
