@@ -368,14 +368,18 @@ FULL OUTER JOIN segsql_member_rows AS m ON m.segment = c.segment AND m.entity_ke
 WHERE c.entity_key IS NULL OR m.entity_key IS NULL
 """
 
-OLD_SQL = """
-CREATE TEMPORARY TABLE segsql_old AS
-WITH nexts AS (
+# next(S, D) per written segment: its first logged snapshot after D (old and changed need it)
+NEXTS_CTE = """
+nexts AS (
   SELECT segment, MIN(as_of) AS next_as_of
   FROM segment_snapshots
   WHERE :written AND as_of > :day
   GROUP BY segment
-),
+)"""
+
+OLD_SQL = f"""
+CREATE TEMPORARY TABLE segsql_old AS
+WITH {NEXTS_CTE},
 flipped AS (
   SELECT f.segment, f.entity_key, n.next_as_of
   FROM segsql_flips AS f LEFT JOIN nexts AS n ON n.segment = f.segment
@@ -387,14 +391,9 @@ WHERE (h.valid_from <= :day AND (h.valid_to IS NULL OR h.valid_to >= :day))
    OR h.valid_from = f.next_as_of
 """
 
-CHANGED_SQL = """
+CHANGED_SQL = f"""
 CREATE TEMPORARY TABLE segsql_changed AS
-WITH nexts AS (
-  SELECT segment, MIN(as_of) AS next_as_of
-  FROM segment_snapshots
-  WHERE :written AND as_of > :day
-  GROUP BY segment
-),
+WITH {NEXTS_CTE},
 stored AS (
   SELECT segment, entity_key,
          MIN(CASE WHEN valid_from < :day THEN valid_from END) AS left_from,
