@@ -964,6 +964,9 @@ entities:
       - name: last_order_at            # lifetime max: shared (nothing leaves)
         from: {table: orders, key: customer_id, time: ordered_at, where: "code is not null"}
         expr: max(ordered_at)
+      - name: days_quiet               # as_of around a shared part: shared, valued per date
+        from: {table: orders, key: customer_id, time: ordered_at, where: "code is not null"}
+        expr: "{{ days_since('max(ordered_at)') }}"
       - name: distinct_codes           # count(distinct): aggregated per date
         from: {table: orders, key: customer_id, time: ordered_at}
         expr: count(distinct code)
@@ -982,6 +985,7 @@ segments:
   - {name: big_float, entity: customer, where: float_total > 4.5}
   - {name: busy, entity: customer, where: recent_twice >= 4}
   - {name: no_value, entity: customer, where: value_2m is null}
+  - {name: quiet, entity: customer, where: days_quiet >= 20}
 """
 
 RUNNING_ORDERS = [
@@ -1027,7 +1031,40 @@ def test_running_aggregates_equal_per_date_backfill(tmp_path: Path) -> None:
         "big_float",
         "busy",
         "no_value",
+        "quiet",
     }
+
+
+def test_carried_membership_with_more_segments_than_a_mask_word(tmp_path: Path) -> None:
+    """70 segments of one entity: their masks take two BIGINT words. Carried from date to date
+    (share_work), with dates re-run and a date already logged in the middle of the range (on
+    other data), the history equals the one recorded by comparing each date's members with the
+    stored intervals."""
+    many = "".join(
+        f"  - {{name: many_{i}, entity: customer, where: recent_orders + customer_id >= {i % 9}}}\n"
+        for i in range(70)
+    )
+    days = snapshot_dates(D(2024, 1, 5), D(2024, 4, 26), Every.week)
+    roots = []
+    for name, share_work in (("carried", True), ("compared", False)):
+        root = write_running_project(tmp_path / name)
+        (root / "segments" / "many.yml").write_text(f"segments:\n{many}")
+        # days[5] is logged first, on data with one more order: the range's backfill must
+        # compare that date with what is stored, not with the date before
+        late = (99, 1, days[5] - dt.timedelta(days=1), "1")
+        write_seeds(root, "bigint", [*RUNNING_ORDERS, late])
+        snapshot(root, [days[5]])
+        write_seeds(root, "bigint", RUNNING_ORDERS)
+        runner, compile_at = open_history(root)
+        try:
+            backfill(runner, compile_at, days, None, share_work=share_work)
+            backfill(runner, compile_at, days[3:8], None, share_work=share_work)  # re-run
+        finally:
+            runner.close()
+        roots.append(root)
+    rows = history_rows(roots[0])
+    assert rows == history_rows(roots[1])
+    assert {s for s, _, _ in rows} >= {"many_0", "many_63", "many_69"}
 
 
 def test_running_aggregates_share_only_exact_aggregates(tmp_path: Path) -> None:
@@ -1056,7 +1093,7 @@ def test_running_aggregates_share_only_exact_aggregates(tmp_path: Path) -> None:
             frozenset({"recent_orders"}),
             frozenset({"value_2m"}),
             frozenset({"orders_today"}),
-            frozenset({"last_order_at"}),
+            frozenset({"last_order_at", "days_quiet"}),
         ],
         key=sorted,
     )

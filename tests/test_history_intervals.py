@@ -103,25 +103,29 @@ def test_a_middle_date_merges_and_splits_intervals(tmp_path: Path) -> None:
     assert history_rows(root) == expected_rows([D(2024, 1, 31), D(2024, 2, 29), D(2024, 4, 30)])
 
 
+COUNTED = {  # the history statements CountingConnection counts, and their counters
+    "DELETE FROM segments.segment_history": "deleted",
+    "INSERT INTO segments.segment_history": "inserted",
+    "UPDATE segments.segment_history": "updated",
+}
+
+
 class CountingConnection:
-    """A DuckDB connection that counts the rows each DELETE / INSERT on the history deletes or
-    inserts (DuckDB returns the count as the statement's result)."""
+    """A DuckDB connection that counts the rows each DELETE / INSERT / UPDATE of the history
+    deletes, inserts or updates (DuckDB returns the count as the statement's result)."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection):
         self._connection = connection
         self.deleted = 0
         self.inserted = 0
+        self.updated = 0
 
     def execute(self, sql: str, *args: object) -> duckdb.DuckDBPyConnection:
         result = self._connection.execute(sql, *args)
-        if sql.startswith(
-            ("DELETE FROM segments.segment_history", "INSERT INTO segments.segment_history")
-        ):
-            (count,) = result.fetchone() or (0,)
-            if sql.startswith("DELETE"):
-                self.deleted += count
-            else:
-                self.inserted += count
+        for start, counter in COUNTED.items():
+            if sql.startswith(start):
+                (count,) = result.fetchone() or (0,)
+                setattr(self, counter, getattr(self, counter) + count)
         return result
 
     def __getattr__(self, name: str) -> object:
@@ -161,6 +165,21 @@ def test_an_in_order_append_writes_only_the_changes(tmp_path: Path) -> None:
     entries = sum(len(april[s] - march[s]) for s in SEGMENTS)
     assert (exits, entries) == (3, 3)
     assert (written.deleted, written.inserted) == (exits, exits + entries)
+    assert history_rows(root) == expected_rows(MONTH_ENDS)
+
+
+def test_a_backfill_appending_dates_closes_and_opens_intervals_in_place(tmp_path: Path) -> None:
+    """Dates after every logged one are appends: who leaves has their open interval closed (one
+    UPDATE per exit), who comes gets an open one; nothing is deleted or rewritten."""
+    root = write_project(tmp_path)
+    snapshot(root, MONTH_ENDS[:2])
+    written = counted_snapshot(root, MONTH_ENDS[2:])
+    members = [expected_members(day) for day in MONTH_ENDS[1:]]
+    steps = list(itertools.pairwise(members))
+    exits = sum(len(a[s] - b[s]) for a, b in steps for s in SEGMENTS)
+    entries = sum(len(b[s] - a[s]) for a, b in steps for s in SEGMENTS)
+    assert exits > 0 and entries > 0
+    assert (written.deleted, written.updated, written.inserted) == (0, exits, entries)
     assert history_rows(root) == expected_rows(MONTH_ENDS)
 
 
