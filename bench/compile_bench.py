@@ -6,11 +6,14 @@
 The project is generated deterministically (same seed, same files): two entities with declared
 columns and features (windowed, derived, macro-based), 1,000 segments nested up to 5 deep with
 2-3 `where` terms each, some calling the standard library or project macros, a few `exclude`
-operands. Every measurement runs in a fresh process, timed from outside (interpreter start and
-imports included):
+operands. Every measurement but the watch runs in a fresh process, timed from outside (interpreter
+start and imports included):
 
 - cold: `segsql compile --all-targets` (3 targets) with no previous output and no cache;
 - recompile: the same command after one segment's `where` changed (its descendants change too);
+- watch recompile: `segsql compile --all-targets --watch` running in one process, timed from
+  writing the same edit to the file until the process prints that it wrote the recompile (its
+  polling interval included), and the compile time it prints;
 - floor: the naive pipeline the issue compares against (C YAML loader + Jinja + sqlglot parse +
   generate for 3 dialects, no validation, no files), same project, same process conditions;
 - memory: peak resident memory of a cold compile of a 10,000-segment project.
@@ -24,16 +27,21 @@ import argparse
 import json
 import os
 import platform
+import queue
 import random
+import re
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SEED = 20240630
@@ -375,6 +383,75 @@ def compile_again(project: Path) -> Run:
     return run_child([*segsql_command(), "compile", "--all-targets"], project)
 
 
+WATCH_INTERVAL = 0.2  # `compile --watch`'s default
+WATCHED_LINE = re.compile(r"^compiled .* in (\d+\.\d+) s \((\d+) files? changed\)$")
+
+
+@dataclass(frozen=True)
+class WatchedEdit:
+    seconds: float  # from writing the edit until the watch printed the recompile's line
+    compile_seconds: float  # what the line says: the compile alone, files written
+    other_lines: tuple[str, ...]  # lines of compiles that did not hold the edit (none expected)
+
+
+def watch_recompiles(project: Path, name: str, edits: int, interval: float) -> list[WatchedEdit]:
+    """Start `segsql compile --all-targets --watch` on the (compiled) project, then edit the
+    segment `edits` times, each once the previous recompile is reported and the watch is idle.
+    An edit's time ends at the first line after it whose compile holds it (its segment's file
+    has as many edits): a line of any other compile is kept apart, not timed."""
+    command = [*segsql_command(), "compile", "--all-targets", "--watch"]
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(HERE.parent)}
+    command += ["--watch-interval", str(interval)]
+    process = subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
+    compiled = project / "target" / "compiled" / "local" / "segments" / f"{name}.sql"
+    try:
+        _watched_line(lines)  # the first compile
+        timed, phases = [], random.Random(SEED)
+        for count in range(1, edits + 1):
+            # idle (the cache written, the previous heap freed), then at a random point of the
+            # polling cycle: a fixed pause would always edit just before (or after) a look
+            time.sleep(3 * interval + 0.3 + phases.uniform(0, interval))
+            others = _drained(lines)
+            start = time.perf_counter()
+            change_segment(project, name)
+            compile_seconds = _watched_line(lines)
+            seconds = time.perf_counter() - start
+            while compiled.read_text(encoding="utf-8").count("1 = 1") != count:
+                others.append(f"{compile_seconds} s, before the edit was compiled")
+                compile_seconds = _watched_line(lines)
+                seconds = time.perf_counter() - start
+            timed.append(WatchedEdit(seconds, compile_seconds, tuple(others)))
+        return timed
+    finally:
+        process.send_signal(signal.SIGINT)
+        if process.wait(60) != 0:
+            raise RuntimeError(f"the watch exited with {process.returncode}")
+
+
+def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+def _drained(lines: queue.Queue[str]) -> list[str]:
+    """Lines printed while the watch should have been idle."""
+    found = []
+    while not lines.empty():
+        found.append(lines.get().rstrip("\n") + " (while idle)")
+    return found
+
+
+def _watched_line(lines: queue.Queue[str]) -> float:
+    """The compile time of the next compile the watch reports (it must succeed)."""
+    line = lines.get(timeout=600).rstrip("\n")
+    found = WATCHED_LINE.match(line)
+    if found is None:
+        raise RuntimeError(f"the watch printed {line!r}")
+    return float(found.group(1))
+
+
 def floor(project: Path, pure: Path | None = None) -> Run:
     return run_child([*PYTHON, __file__, "--naive-floor", str(project)], project, pure)
 
@@ -406,6 +483,27 @@ def _stats(runs: list[Run]) -> dict[str, float]:
     }
 
 
+def _watch_stats(edits: list[WatchedEdit], interval: float) -> dict[str, Any]:
+    return {
+        "median_s": round(statistics.median(e.seconds for e in edits), 3),
+        "min_s": round(min(e.seconds for e in edits), 3),
+        "compile_median_s": round(statistics.median(e.compile_seconds for e in edits), 3),
+        "compile_min_s": round(min(e.compile_seconds for e in edits), 3),
+        "poll_interval_s": interval,
+        "edits": len(edits),
+        "other_compiles": [line for e in edits for line in e.other_lines],
+    }
+
+
+def measure_watch(project: Path, segments: int, edits: int, interval: float) -> dict[str, object]:
+    """The watch on the project compiled once (as the recompile measurement starts)."""
+    generate_project(project, segments)
+    compile_cold(project)
+    changed, affected = segment_to_change(project)
+    timed = watch_recompiles(project, changed, edits, interval)
+    return {**_watch_stats(timed, interval), "changed": changed, "affected": affected}
+
+
 def measure(segments: int, memory_segments: int, repeat: int, work: Path) -> dict[str, object]:
     project = work / f"project_{segments}"
     generate_project(project, segments)
@@ -427,6 +525,7 @@ def measure(segments: int, memory_segments: int, repeat: int, work: Path) -> dic
         "naive_floor": _stats(naive),
         **({"naive_floor_pure_sqlglot": _stats(naive_pure)} if naive_pure else {}),
         "recompile_one_changed": {**_stats(recompile), "changed": changed, "affected": affected},
+        "watch_recompile": measure_watch(project, segments, max(5, 3 * repeat), WATCH_INTERVAL),
     }
     if memory_segments:
         big = work / f"project_{memory_segments}"
@@ -456,6 +555,9 @@ def _table(results: dict[str, object]) -> str:
             f"{again['median_s'] / cold['median_s']:.2f}x cold ({again['affected']} segments affected)",
         ),
     ]
+    watched = results.get("watch_recompile")
+    if isinstance(watched, dict):
+        rows += _watch_rows(watched, cold)
     memory = results.get("memory")
     if isinstance(memory, dict):
         rows.append((*_cells(f"cold, {memory['segments']} segs", memory), "peak memory run"))
@@ -467,6 +569,25 @@ def _table(results: dict[str, object]) -> str:
 
 def _cells(step: str, stats: dict[str, float]) -> tuple[object, ...]:
     return (step, stats["median_s"], stats["min_s"], stats["cpu_s"], stats["peak_mb"])
+
+
+def _watch_rows(watched: dict[str, Any], cold: dict[str, Any]) -> list[tuple[object, ...]]:
+    """Edit to reported line (polling included), and the compile alone as the watch reports it."""
+    edited = (watched["median_s"], watched["min_s"], "", "")
+    compiled = (watched["compile_median_s"], watched["compile_min_s"], "", "")
+    polled = f"polls every {watched['poll_interval_s']} s, {watched['edits']} edits"
+    return [
+        (
+            "watch: edit to line",
+            *edited,
+            f"{watched['median_s'] / cold['median_s']:.2f}x cold, {polled}",
+        ),
+        (
+            "watch: recompile",
+            *compiled,
+            f"{watched['compile_median_s'] / cold['median_s']:.2f}x cold (files written)",
+        ),
+    ]
 
 
 def main() -> None:

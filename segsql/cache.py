@@ -107,45 +107,88 @@ def target_fingerprint(engine: str, settings: str) -> str:
 
 
 class TextCache:
-    """Printed SQL of one target: fingerprint -> {kind: text}, in one JSON file.
+    """Printed SQL of one target: fingerprint -> {kind: text}, in one pickle file.
 
-    `save_pending` keeps the entries used by this compile (and, for a partial compile, the
-    older ones too), so the file never grows without bound.
+    `save_pending` (or `save`) keeps the entries used by this compile (and, for a partial
+    compile, the older ones too), so the file never grows without bound. A process that compiles
+    again (`segsql compile --watch`) keeps the cache in memory: `advance` makes what this compile
+    used the next one's starting point, `reset` forgets what a failed compile added.
     """
 
     def __init__(self, path: Path, keep_unused: bool):
         self.path = path
         self.keep_unused = keep_unused
-        self._old: dict[str, dict[str, str]] = _read_entries(path)
-        self._used: dict[str, dict[str, str]] = {}
+        self._old: dict[str, dict[str, Any]] = _read_entries(path)
+        self._used: dict[str, dict[str, Any]] = {}
+        # Segment headers as printed by the previous compile of this process, by segment name,
+        # with what they were made from (see emit.SegmentPrinter.header); never saved.
+        self.headers: dict[str, Header] = {}
+        self._headers_used: dict[str, Header] = {}
 
     def get(self, key: str, kind: str) -> str | None:
         entry = self._used.get(key) or self._old.get(key)
-        return entry.get(kind) if entry else None
+        text = entry.get(kind) if entry else None
+        return text if isinstance(text, str) else None
 
     def put(self, key: str, kind: str, text: str) -> None:
-        self._entry(key)[kind] = text
+        self._own_entry(key)[kind] = text
+
+    def layout(self, key: str) -> object | None:
+        """What `put_layout` stored under `key` (emit.SnapshotLayout), or None."""
+        entry = self._used.get(key) or self._old.get(key)
+        return entry.get(LAYOUT_KIND) if entry else None
+
+    def put_layout(self, key: str, layout: object) -> None:
+        self._own_entry(key)[LAYOUT_KIND] = layout
 
     def touch(self, key: str) -> None:
         """Keep an entry that was read (not only those written) in the saved file."""
-        self._entry(key)
+        if key not in self._used:
+            self._used[key] = self._old.get(key, {})  # shared until written (`_own_entry`)
 
-    def _entry(self, key: str) -> dict[str, str]:
+    def remember_header(self, name: str, header: Header) -> None:
+        self._headers_used[name] = header
+
+    def _own_entry(self, key: str) -> dict[str, Any]:
+        """The entry this compile uses, a copy of the old one: the old entries stay as read."""
         entry = self._used.get(key)
-        if entry is None:
+        if entry is None or entry is self._old.get(key):
             entry = self._used[key] = dict(self._old.get(key, {}))
         return entry
+
+    def _entries(self) -> dict[str, dict[str, Any]]:
+        return {**self._old, **self._used} if self.keep_unused else self._used
 
     def save_pending(self, folder: Path) -> Path | None:
         """Write the new cache file into `folder`, a temp folder (None: unchanged);
         `install_cache_file` puts it in place once the compile succeeded."""
-        entries = {**self._old, **self._used} if self.keep_unused else self._used
+        entries = self._entries()
         if entries == self._old:
             return None
         fd, temp = tempfile.mkstemp(dir=folder, prefix=f"{self.path.stem}-", suffix=".pickle")
         with os.fdopen(fd, "wb") as handle:
             pickle.dump((_stamp(), entries), handle, pickle.HIGHEST_PROTOCOL)  # streamed
         return Path(temp)
+
+    def save(self) -> None:
+        """Replace the cache file by what this compile used (nothing when that is unchanged)."""
+        entries = self._entries()
+        if entries != self._old:
+            _write_entries(self.path, entries)
+
+    def advance(self) -> None:
+        """After a successful compile (and `save`): its entries are what the next one starts from."""
+        self._old, self._used = self._entries(), {}
+        self.headers, self._headers_used = self._headers_used, {}
+
+    def reset(self) -> None:
+        """After a failed compile: the next one starts from the last successful one."""
+        self._used, self._headers_used = {}, {}
+
+
+LAYOUT_KIND = "snapshot-layout"
+# A segment file's header with what it is made of: (definition, the rest of it, text).
+Header = tuple[SegmentDef, str, str]
 
 
 def _read_entries(path: Path) -> dict[str, Any]:
@@ -194,6 +237,13 @@ class SegmentCache:
         self._used: dict[str, dict[str, Any]] = {}
         self._old_texts: dict[str, str] = stored.get("manifest", {})
         self.manifest_texts: dict[str, str] = {}  # what this compile used (and saves)
+        # Each segment's manifest entry as the previous compile of this process built it, with
+        # what it was made of (emit.manifest), and as it printed it: (entry, digest, text)
+        # (emit.manifest_text). Kept in memory only, between the compiles of a watch.
+        self.entries_built: dict[str, tuple[SegmentDef, tuple[Any, ...], dict[str, Any]]] = {}
+        self.entries_built_used: dict[str, tuple[SegmentDef, tuple[Any, ...], dict[str, Any]]] = {}
+        self.entries: dict[str, tuple[dict[str, Any], str, str]] = {}
+        self.entries_used: dict[str, tuple[dict[str, Any], str, str]] = {}
 
     def manifest_text(self, digest: str) -> str | None:
         text = self._old_texts.get(digest)
@@ -218,6 +268,18 @@ class SegmentCache:
             return  # nothing new: leave the file as it is
         stored = {"lineage": self._used, "manifest": self.manifest_texts}
         _write_entries(self.path, stored)
+
+    def advance(self) -> None:
+        """After a successful compile (and `save`): what it used is the next one's cache."""
+        self._old, self._used = self._used, {}
+        self._old_texts, self.manifest_texts = self.manifest_texts, {}
+        self.entries, self.entries_used = self.entries_used, {}
+        self.entries_built, self.entries_built_used = self.entries_built_used, {}
+
+    def reset(self) -> None:
+        """After a failed compile: the next one starts from the last successful one."""
+        self._used, self.manifest_texts = {}, {}
+        self.entries_used, self.entries_built_used = {}, {}
 
 
 def install_cache_file(temp: Path, destination: Path) -> None:
@@ -279,3 +341,11 @@ class DefinitionCache:
         if not self._changed and self._used.keys() == self._old.keys():
             return  # every file served from the cache: leave it as it is
         _write_entries(self.path, self._used)
+
+    def advance(self) -> None:
+        """After a successful compile (and `save`): its reads are what the next one starts from."""
+        self._old, self._used, self._changed = self._used, {}, False
+
+    def reset(self) -> None:
+        """After a failed compile: the next one starts from the last successful one."""
+        self._used, self._changed = {}, False

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -23,21 +24,22 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from segsql.watch import CompileReport
+
 from segsql import __version__
 from segsql.build import CompiledProject
 from segsql.emit import (
+    Target,
     all_targets,
     manifest,
-    remove_staged,
     resolve_target,
     segment_header,
     segment_query,
     to_sql,
-    write_compiled,
 )
 from segsql.errors import ExecutionError, Location, SegsqlError, SpecError
 from segsql.load import PROJECT_FILE, DefinitionReader, find_project_root, load_project
-from segsql.model import Project
+from segsql.model import Project, ProjectConfig
 from segsql.pipeline import (
     CacheSetup,
     compile_heap,
@@ -45,6 +47,7 @@ from segsql.pipeline import (
     effective_vars,
     emit_targets,
     parse_vars,
+    write_targets,
 )
 from segsql.run import DuckDBRunner, Runner, deploy, load_seeds, member_counts, open_runner
 from segsql.select import select_segments
@@ -159,12 +162,16 @@ def user_errors() -> Iterator[None]:
     except SegsqlError as exc:
         if state.debug:
             raise
-        root = state.project_dir or Path.cwd()
-        err.print(exc.render(root), markup=False)
+        _print_error(exc)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
+
+
+def _print_error(exc: SegsqlError) -> None:
+    """A user error as every command prints it: `file:line:col: error: ...`, source, hint."""
+    err.print(exc.render(state.project_dir or Path.cwd()), markup=False)
 
 
 def _root() -> Path:
@@ -314,58 +321,134 @@ def compile_command(
             help="Analyse BigQuery targets' SQL offline with ZetaSQL (extra: segsql\\[bigquery-check]).",
         ),
     ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Compile, then recompile whenever segsql.yml, a segments/ file or a macro changes (Ctrl-C stops).",
+        ),
+    ] = False,
+    watch_interval: Annotated[
+        float,
+        typer.Option("--watch-interval", min=0.01, help="Seconds between two looks for changes."),
+    ] = 0.2,
 ) -> None:
     """Write the SQL of every segment for a target (one file per segment, a deploy script, a manifest)."""
-    with user_errors(), compile_heap() as settle:
-        folder = out_dir if out_dir.is_absolute() else _root() / out_dir
-        # --check writes nothing, not even the cache (segsql/cache.py).
-        cache = None if check else CacheSetup(folder, partial=bool(select))
-        compiled = (
-            _compile(as_of, var, known=cache.segments.known(), reader=cache.definitions)
-            if cache
-            else _compile(as_of, var)
+    if watch and check:
+        raise typer.BadParameter(
+            "--watch writes files; --check writes nothing", param_hint="--check"
         )
+    with user_errors():
+        folder = out_dir if out_dir.is_absolute() else _root() / out_dir
+        options = CompileOptions(folder, target, all_targets_, select, as_of, var, check_sql)
+        if watch:
+            _watch_compile(options, watch_interval)
+        elif check:
+            _check_compile(options)
+        else:
+            _compile_and_write(options)
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """What `segsql compile` was asked for (but --check and --watch)."""
+
+    folder: Path
+    target: str | None
+    all_targets: bool
+    select: list[str] | None
+    as_of: str | None
+    var: list[str] | None
+    check_sql: bool
+
+    def targets(self, config: ProjectConfig) -> list[Target]:
+        return all_targets(config) if self.all_targets else [resolve_target(config, self.target)]
+
+    def build(self, cache: CacheSetup) -> CompiledProject:
+        """The project built with the compile cache (unchanged files and segments from it)."""
+        known = cache.segments.known()
+        return _compile(self.as_of, self.var, known=known, reader=cache.definitions)
+
+
+def _compile_and_write(options: CompileOptions) -> None:
+    with compile_heap() as settle:
+        # Nothing is cached unless the compile succeeds (segsql/cache.py).
+        cache = CacheSetup(options.folder, partial=bool(options.select))
+        try:
+            compiled = options.build(cache)
+            settle()
+            targets = options.targets(compiled.project.config)
+            names = select_segments(compiled, options.select)
+            inspect = _check_sql(compiled, targets) if options.check_sql else None
+            written = write_targets(compiled, targets, names, options.folder, cache, None, inspect)
+            cache.install()  # only now: a failed compile leaves no cache behind either
+        finally:
+            cache.discard()
+    state.exit_at_once = True  # files written, caches installed, no connection open
+    # plain: rich is not even imported for a compile that succeeds
+    typer.echo(
+        f"compiled {len(names)} segments for {', '.join(t.name for t in targets)}: {written.files} files in {options.folder}"
+    )
+
+
+def _check_sql(
+    compiled: CompiledProject, targets: list[Target]
+) -> Callable[[dict[str, dict[str, str]]], None]:
+    """--check-sql: the BigQuery targets' files analysed before anything is written."""
+
+    def check(per_target: dict[str, dict[str, str]]) -> None:
+        from segsql.bigquery_check import check_targets
+        from segsql.cli_test import check_sql_summary
+
+        check_targets(compiled, targets, per_target)
+        out.print(check_sql_summary(targets, per_target), markup=False)
+
+    return check
+
+
+def _check_compile(options: CompileOptions) -> None:
+    """--check: compile without cache, write nothing, exit 1 listing the files that differ."""
+    from segsql.cli_test import check_drift, committed_targets
+
+    with compile_heap() as settle:
+        compiled = _compile(options.as_of, options.var)
         settle()
         config = compiled.project.config
-        targets = all_targets(config) if all_targets_ else [resolve_target(config, target)]
-        if check and target is None and not all_targets_:
-            from segsql.cli_test import committed_targets
-
+        targets = options.targets(config)
+        if options.target is None and not options.all_targets:
             # a plain --check checks what was committed, e.g. every target after --all-targets
-            targets = committed_targets(config, folder) or targets
-        names = select_segments(compiled, select)
-        # a first compile's target folders are written by the workers that print them
-        staged: dict[str, Path] | None = {} if cache is not None and not select else None
-        created = [f for f in (folder, folder / "compiled") if not f.exists()]
-        try:
-            per_target = emit_targets(compiled, targets, names, cache, staged)
-            if check_sql:
-                from segsql.bigquery_check import check_targets
-                from segsql.cli_test import check_sql_summary
+            targets = committed_targets(config, options.folder) or targets
+        names = select_segments(compiled, options.select)
+        per_target = emit_targets(compiled, targets, names)
+        if options.check_sql:
+            _check_sql(compiled, targets)(per_target)
+        data = manifest(compiled, targets, options.folder)
+        check_drift(options.folder, per_target, data, not options.select)
 
-                check_targets(compiled, targets, per_target)
-                out.print(check_sql_summary(targets, per_target), markup=False)
-            if check:
-                from segsql.cli_test import check_drift
 
-                data = manifest(compiled, targets, folder)
-                return check_drift(folder, per_target, data, not select)
-            segments = cache.segments if cache else None
-            data = manifest(compiled, targets, folder, segments)
-            write_compiled(folder, per_target, data, not select, segments, staged)
-            if cache is not None:
-                cache.install()  # only now: a failed compile leaves no cache behind either
-        finally:
-            if cache is not None:
-                cache.discard()
-            if staged is not None:
-                remove_staged(folder, created)  # those not swapped in: the compile failed
-        count = sum(len(files) for files in per_target.values())
-        state.exit_at_once = True  # files written, caches installed, no connection open
-        # plain: rich is not even imported for a compile that succeeds
-        typer.echo(
-            f"compiled {len(names)} segments for {', '.join(t.name for t in targets)}: {count} files in {folder}"
-        )
+def _watch_compile(options: CompileOptions, interval: float) -> None:
+    """--watch: compile now and after every change, until Ctrl-C (which exits 0)."""
+    from segsql.watch import Recompiler, WatchedFiles, watch
+
+    check_sql = _check_sql if options.check_sql else None
+    recompiler = Recompiler(
+        options.folder, options.build, options.targets, options.select, check_sql
+    )
+    try:
+        files = WatchedFiles(_root())
+        watch(recompiler, files, _print_report, interval=interval, tidy=recompiler.tidy)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a watch ends
+    finally:
+        recompiler.close()
+    state.exit_at_once = True
+
+
+def _print_report(report: CompileReport) -> None:
+    if report.error is not None:
+        _print_error(report.error)
+    else:
+        typer.echo(report.summary())
 
 
 @app.command()

@@ -28,7 +28,17 @@ from segsql.cache import (
     install_cache_file,
     segment_cache_path,
 )
-from segsql.emit import Target, compiled_folder, resolve_target, stage_folder, target_files
+from segsql.emit import (
+    Target,
+    WrittenOutput,
+    compiled_folder,
+    manifest,
+    remove_staged,
+    resolve_target,
+    stage_folder,
+    target_files,
+    write_compiled,
+)
 from segsql.errors import Location, SpecError
 from segsql.load import DefinitionReader, load_project
 from segsql.model import Project
@@ -131,15 +141,19 @@ _forked: tuple[CompiledProject, list[Target], list[str], CacheSetup | None, bool
 class CacheSetup:
     """The compile cache of one output folder (see segsql/cache.py).
 
-    Nothing is written while the compile may still fail: each target's new cache file waits in
-    a temp folder of this compile (`pending`) until `install` moves it in, after the output was
-    written; `discard` removes the folder whatever happened (a worker's files included).
+    Nothing is written while the compile may still fail: a target emitted in a worker process
+    leaves its new cache file in a temp folder of this compile (`pending`), the others stay in
+    memory (`texts`), until `install` writes them, after the output was written; `discard`
+    removes the temp folder whatever happened (a worker's files included). A process that
+    compiles again (`segsql compile --watch`) keeps the setup: `advance` after a successful
+    compile, `reset` after a failed one.
     """
 
     out_dir: Path
     partial: bool  # a --select compile keeps the other segments' entries
     segments: SegmentCache = field(init=False)
     definitions: DefinitionCache = field(init=False)
+    texts: dict[str, TextCache] = field(default_factory=dict)  # target -> its cache, in memory
     staging: Path | None = None  # made by emit_targets, before any worker is forked
     pending: list[tuple[Path, Path]] = field(default_factory=list)  # (temp file, destination)
 
@@ -157,12 +171,18 @@ class CacheSetup:
         return self.staging
 
     def text_cache(self, target: Target) -> TextCache:
-        return TextCache(cache_path(self.out_dir, target.name), keep_unused=self.partial)
+        cache = self.texts.get(target.name)
+        if cache is None:
+            cache = TextCache(cache_path(self.out_dir, target.name), keep_unused=self.partial)
+            self.texts[target.name] = cache
+        return cache
 
     def install(self) -> None:
         with contextlib.suppress(OSError):  # an unwritable cache costs the next compile time only
             for temp, destination in self.pending:
                 install_cache_file(temp, destination)
+            for cache in self.texts.values():
+                cache.save()
             self.segments.save()
             self.definitions.save()
         self.discard()
@@ -172,6 +192,59 @@ class CacheSetup:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
         self.pending.clear()
+
+    def advance(self) -> None:
+        """After a successful compile and `install`: its caches are the next compile's."""
+        for cache in self.texts.values():
+            cache.advance()
+        self.segments.advance()
+        self.definitions.advance()
+
+    def reset(self) -> None:
+        """After a failed compile: the next one starts from the last successful one's caches."""
+        for cache in self.texts.values():
+            cache.reset()
+        self.segments.reset()
+        self.definitions.reset()
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a compile wrote: its output files (of all targets, the manifest aside) and how many
+    of them it had to write or remove."""
+
+    files: int
+    changed: int
+
+
+def write_targets(
+    compiled: CompiledProject,
+    targets: list[Target],
+    names: list[str],
+    folder: Path,
+    cache: CacheSetup,
+    written: WrittenOutput | None = None,
+    inspect: Callable[[dict[str, dict[str, str]]], None] | None = None,
+) -> Written:
+    """Emit the segments `names` for every target and write them, with the manifest, under
+    `folder`; a full compile (not `cache.partial`) makes each target's folder hold exactly its
+    files. `inspect` sees every target's files before anything is written (--check-sql);
+    `written` is what this process wrote last (see emit.WrittenOutput). The cache is left for
+    the caller to `install` once the output is written (and to `discard` in any case)."""
+    # a first compile's target folders are written by the workers that print them
+    staged: dict[str, Path] | None = None if cache.partial else {}
+    created = [f for f in (folder, folder / "compiled") if not f.exists()]
+    try:
+        per_target = emit_targets(compiled, targets, names, cache, staged)
+        if inspect is not None:
+            inspect(per_target)
+        data = manifest(compiled, targets, folder, cache.segments)
+        replace = not cache.partial
+        changed = write_compiled(folder, per_target, data, replace, cache.segments, staged, written)
+    finally:
+        if staged is not None:
+            remove_staged(folder, created)  # those not swapped in: the compile failed
+    return Written(sum(len(files) for files in per_target.values()), changed)
 
 
 def emit_targets(
@@ -226,6 +299,7 @@ class _Emitted:
     files: dict[str, str]
     pending_cache: tuple[Path, Path] | None  # (new cache file, where it goes)
     staged: Path | None  # the target's output folder, written beside its place
+    in_worker: bool = False  # its text cache was updated in a worker, not in this process
 
 
 def _collect(
@@ -237,6 +311,9 @@ def _collect(
     for target, result in zip(targets, results, strict=True):
         if cache is not None and result.pending_cache is not None:
             cache.pending.append(result.pending_cache)
+        if cache is not None and result.in_worker:
+            # what the worker's cache learnt died with it: the next compile reads the file
+            cache.texts.pop(target.name, None)
         if staged is not None and result.staged is not None:
             staged[target.name] = result.staged
     return {t.name: result.files for t, result in zip(targets, results, strict=True)}
@@ -248,18 +325,20 @@ def _cached_target_files(
     names: list[str],
     setup: CacheSetup | None,
     stage: bool = False,
+    in_worker: bool = False,
 ) -> _Emitted:
     if setup is None:
         return _Emitted(target_files(compiled, target, names), None, None)
     cache = setup.text_cache(target)
     files = target_files(compiled, target, names, cache, compiled.fingerprints)
-    temp = cache.save_pending(setup.staging_folder())
+    # A worker's cache is written before it exits; the parent's waits in memory for `install`.
+    temp = cache.save_pending(setup.staging_folder()) if in_worker else None
     final = compiled_folder(setup.out_dir, target.name)
     staged = stage_folder(final, files) if stage and not final.is_dir() else None
-    return _Emitted(files, (temp, cache.path) if temp is not None else None, staged)
+    return _Emitted(files, (temp, cache.path) if temp else None, staged, in_worker)
 
 
 def _target_files_in_worker(index: int) -> _Emitted:
     assert _forked is not None, "emit_targets sets the project before forking"
     compiled, targets, names, cache, stage = _forked
-    return _cached_target_files(compiled, targets[index], names, cache, stage)
+    return _cached_target_files(compiled, targets[index], names, cache, stage, in_worker=True)
