@@ -11,9 +11,10 @@ valid_to > D)`; the view `segment_members` gives them as (segment, entity_key, a
 A snapshot of a date splices that date's membership into the intervals, in one transaction: each
 entity's features as of D go to a scratch table, its members are compared with the intervals
 covering D to find the keys that enter or leave on D, and only those keys' intervals around D
-are rewritten (DELETE of the old rows that change, INSERT of the new ones). So an in-order append writes only the entries and exits,
-re-running a date replaces it, dates may come in any order, and a failed date leaves history as
-it was. Every date is evaluated with the project compiled for that as_of, so every window ends
+are rewritten (DELETE of the old rows that change, INSERT of the new ones; a date after every
+logged one just closes the leavers' open intervals and opens the entrants'). So an in-order
+append writes only the entries and exits, re-running a date replaces it, dates may come in any
+order, and a failed date leaves history as it was. Every date is evaluated with the project compiled for that as_of, so every window ends
 on that date and later rows never count.
 
 Keys are stored as text (`CAST(key AS TEXT)`): one history table then holds integer and string
@@ -617,13 +618,7 @@ def features_statement(
     query = exp.select(*(columns or ["*"])).from_(relation)
     for cte in features.ctes:
         query = query.with_(cte.alias, as_=cte.this.copy(), copy=False)
-    query = query.with_(relation, as_=body, copy=False)
-    return exp.Create(
-        this=exp.to_table(features_scratch(entity)),
-        kind="TABLE",
-        expression=query,
-        properties=_temporary(),
-    )
+    return _temp_table(features_scratch(entity), query.with_(relation, as_=body, copy=False))
 
 
 def _union_all(parts: list[exp.Expr]) -> exp.Union:
@@ -959,7 +954,8 @@ def _flips_of(name: str, index: int) -> exp.Select:
 # be combined exactly (counts, sums of integers and decimals, and min/max when nothing leaves), a
 # backfill keeps a running state per key in a temporary table: on the first date it is the
 # aggregate itself; on each later date the arriving (+1) and leaving (-1) rows are aggregated per
-# key (a few days of rows) and added to the keys they touch (UPDATE, and INSERT of new keys).
+# key (a few days of rows) and added to the state (a new state table: the old one FULL JOIN the
+# change).
 # The aggregate CTEs over the same source rows (table, key and time: e.g. every windowed count
 # of orders) form one bundle: the rows they read are copied once, sorted by day, so each date's
 # arrivals are a range scan rather than a scan of the whole source, and one state table holds
@@ -1072,11 +1068,10 @@ class RunningAggregates:
             upkeep += self._fold(bundle, compiled.as_of)
         for cte, group, values in reads:
             cte.set("this", self._state_read(group, values))
+        bundled = [(cte, self._bundle_of(group)) for cte, group, _ in reads]
         for statement in statements:
             if isinstance(statement, exp.Create) and isinstance(statement.expression, exp.Query):
-                _join_state_once(
-                    statement.expression, [(c, self._bundle_of(g)) for c, g, _ in reads]
-                )
+                _join_state_once(statement.expression, bundled)
         return upkeep + statements
 
     def shared(self) -> dict[tuple[str, str], tuple[str, ...]]:
@@ -1360,8 +1355,9 @@ def _combined(part: _Part, old: exp.Expr, new: exp.Expr) -> exp.Expr:
 
 
 def _temp_table(name: str, query: exp.Query) -> exp.Create:
-    temporary = exp.Properties(expressions=[exp.TemporaryProperty()])
-    return exp.Create(this=exp.to_table(name), kind="TABLE", expression=query, properties=temporary)
+    return exp.Create(
+        this=exp.to_table(name), kind="TABLE", expression=query, properties=_temporary()
+    )
 
 
 def _drop(table: str) -> exp.Drop:
