@@ -7,10 +7,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -25,6 +28,18 @@ STARTER_TEMPLATE = Path(str(resources.files("segsql") / "templates" / "init"))
 EXAMPLE_PARTS = ("segsql.yml", "segments", "macros", "data")
 # Files a run leaves behind; never copied, so every test starts from the definitions alone.
 _IGNORED = shutil.ignore_patterns("target", "*.duckdb", "*.duckdb.wal", "__pycache__", ".*")
+
+
+def load_bench(name: str) -> ModuleType:
+    """bench/<name>.py as a module (the benchmarks are scripts, not a package), loaded once."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def copy_project(source: Path, destination: Path) -> Path:

@@ -8,14 +8,12 @@ assumes, and the parallel emit path gives byte-identical output.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import duckdb
 import pytest
+from conftest import load_bench
 from typer.testing import CliRunner
 
 from segsql import pipeline
@@ -24,20 +22,10 @@ from segsql.emit import all_targets, target_files
 from segsql.pipeline import compile_project, emit_targets
 from segsql.select import select_segments
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "compile_bench.py"
 SEGMENTS = 30
 
 
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("compile_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["compile_bench"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_bench("compile_bench")
 
 
 @pytest.fixture(scope="module")

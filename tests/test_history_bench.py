@@ -4,24 +4,11 @@ is the real example project, and its methods record the same memberships."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "snapshot_bench.py"
+from conftest import load_bench
 
-
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("snapshot_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["snapshot_bench"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_bench("snapshot_bench")
 
 
 def test_example_project_backfill_equals_independent_runs(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import Invoke, copy_project, read_tree
+from conftest import Invoke, copy_project, load_bench, read_tree
 
 from segsql.build import CompiledProject
 from segsql.emit import all_targets
@@ -348,14 +348,7 @@ def test_a_recompile_after_freezing_a_segment_equals_a_cold_compile(
 
 def test_the_benchmark_times_a_watch(tmp_path: Path) -> None:
     """bench/compile_bench.py's watch measurement, on a tiny project (not timed here)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "bench" / "compile_bench.py"
-    spec = importlib.util.spec_from_file_location("compile_bench_for_watch", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # dataclasses resolve their module by name
-    spec.loader.exec_module(bench)
+    bench = load_bench("compile_bench")
     timed = bench.measure_watch(tmp_path / "project", 30, 2, 0.02)
     assert timed["edits"] == 2 and timed["affected"] >= 1, timed
     assert 0 < timed["compile_min_s"] <= timed["compile_median_s"]
