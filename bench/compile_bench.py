@@ -278,17 +278,29 @@ def _count_segments(root: Path) -> int:
 
 
 def change_segment(root: Path, name: str) -> None:
-    """Edit the first `where` term of one segment in place (append `AND TRUE` to it)."""
-    for path in sorted((root / "segments").glob("group_*.yml")):
+    """Edit one segment's `where` in place: `(term) AND 1 = 1` for its first term (a list's first
+    item, or the whole `where` when it is one line)."""
+    for path in sorted((root / "segments").glob("*.yml")):
         lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
         for index, line in enumerate(lines):
             if line == f"  - name: {name}\n":
-                where = next(i for i in range(index, len(lines)) if lines[i] == "    where:\n")
-                term = json.loads(lines[where + 1].strip()[2:])
-                lines[where + 1] = f"      - {_yaml_text(f'({term}) AND 1 = 1')}\n"
+                where = next(
+                    i for i in range(index, len(lines)) if lines[i].startswith("    where:")
+                )
+                if lines[where] == "    where:\n":
+                    term = _yaml_value(lines[where + 1].strip()[2:])
+                    lines[where + 1] = f"      - {_yaml_text(f'({term}) AND 1 = 1')}\n"
+                else:
+                    term = _yaml_value(lines[where].split(":", 1)[1].strip())
+                    lines[where] = f"    where: {_yaml_text(f'({term}) AND 1 = 1')}\n"
                 path.write_text("".join(lines), encoding="utf-8")
                 return
     raise ValueError(f"segment {name} not found")
+
+
+def _yaml_value(text: str) -> str:
+    """A one-line YAML scalar as written by `_yaml_text` (JSON) or by hand (plain)."""
+    return str(json.loads(text)) if text.startswith('"') else text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,6 +516,41 @@ def measure_watch(project: Path, segments: int, edits: int, interval: float) -> 
     return {**_watch_stats(timed, interval), "changed": changed, "affected": affected}
 
 
+EXAMPLE_FILES = ("segsql.yml", "segments", "macros", "data")
+EXAMPLE_EDITED = "active"  # nested under all_customers, with children: edits reach several
+
+
+def example_project(folder: Path) -> Path:
+    """A fresh copy of the repository's example project (it defines KPIs: kpis.sql too)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name in EXAMPLE_FILES:
+        source = HERE.parent / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name)
+        else:
+            shutil.copy2(source, folder / name)
+    return folder
+
+
+def measure_example(work: Path, repeat: int) -> dict[str, object]:
+    """Cold, recompile and watch on the example project, the shape of a small real project."""
+    folder = work / "example"
+    cold = [compile_cold(example_project(folder)) for _ in range(repeat)]
+    recompile = []
+    for _ in range(repeat):
+        compile_cold(example_project(folder))
+        change_segment(folder, EXAMPLE_EDITED)
+        recompile.append(compile_again(folder))
+    compile_cold(example_project(folder))
+    watched = watch_recompiles(folder, EXAMPLE_EDITED, max(5, 3 * repeat), WATCH_INTERVAL)
+    return {
+        "cold_compile": _stats(cold),
+        "recompile_one_changed": {**_stats(recompile), "changed": EXAMPLE_EDITED},
+        "watch_recompile": _watch_stats(watched, WATCH_INTERVAL),
+    }
+
+
 def measure(segments: int, memory_segments: int, repeat: int, work: Path) -> dict[str, object]:
     project = work / f"project_{segments}"
     generate_project(project, segments)
@@ -526,6 +573,7 @@ def measure(segments: int, memory_segments: int, repeat: int, work: Path) -> dic
         **({"naive_floor_pure_sqlglot": _stats(naive_pure)} if naive_pure else {}),
         "recompile_one_changed": {**_stats(recompile), "changed": changed, "affected": affected},
         "watch_recompile": measure_watch(project, segments, max(5, 3 * repeat), WATCH_INTERVAL),
+        "example_project": measure_example(work, repeat),
     }
     if memory_segments:
         big = work / f"project_{memory_segments}"
@@ -561,10 +609,28 @@ def _table(results: dict[str, object]) -> str:
     memory = results.get("memory")
     if isinstance(memory, dict):
         rows.append((*_cells(f"cold, {memory['segments']} segs", memory), "peak memory run"))
+    example = results.get("example_project")
+    if isinstance(example, dict):
+        rows += _example_rows(example)
     widths = [max(len(str(row[i])) for row in rows) for i in range(6)]
     return "\n".join(
         "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows
     )
+
+
+def _example_rows(example: dict[str, Any]) -> list[tuple[object, ...]]:
+    """The example project's rows (it has KPIs): its cold compile is the ratios' base."""
+    cold, again = example["cold_compile"], example["recompile_one_changed"]
+    rows: list[tuple[object, ...]] = [
+        (*_cells("example: cold compile", cold), "the bundled project, with KPIs"),
+        (
+            *_cells("example: recompile", again),
+            f"{again['median_s'] / cold['median_s']:.2f}x its cold ({again['changed']} edited)",
+        ),
+    ]
+    return rows + [
+        (f"example: {row[0]}", *row[1:]) for row in _watch_rows(example["watch_recompile"], cold)
+    ]
 
 
 def _cells(step: str, stats: dict[str, float]) -> tuple[object, ...]:

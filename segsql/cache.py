@@ -1,9 +1,9 @@
 """The compile cache: a segment's SQL is reused while nothing it is built from has changed.
 
 Recompiling after one edit should cost a fraction of a cold compile, so `segsql compile` keeps,
-per target, the text it printed for each segment (its query, its deploy statements, its part of
-the snapshot) under `target/.cache/`, keyed by the segment's *fingerprint*: a hash of everything
-that text is made from:
+per target, the text it printed for each segment (its predicate, its query, its deploy
+statements, its part of the snapshot) under `target/.cache/`, keyed by the segment's
+*fingerprint*: a hash of everything that text is made from:
 
 - segsql's own code and sqlglot's version, segsql.yml, the macro files (project and standard library),
   the variables and as_of;
@@ -13,6 +13,9 @@ that text is made from:
 - the segment's own definition (its YAML) and the fingerprints of every segment it reads (parent
   and set operands), so a change reaches every descendant.
 
+An entity's feature relation is kept under the entity's fingerprint, and a text made only of
+other texts (a kpis.sql branch: a segment's printed predicate around the printed KPIs) under a
+hash of those texts (`text_fingerprint`).
 Headers (file and line, which move when a neighbour is edited) are not cached; they are cheap.
 Reading a stale entry is impossible by construction (a changed input is a new key), and a cache
 file that cannot be read is ignored: the cache only ever saves time.
@@ -106,6 +109,11 @@ def target_fingerprint(engine: str, settings: str) -> str:
     return _digest(engine, settings)
 
 
+def text_fingerprint(*texts: str) -> str:
+    """The key of a text made from other texts only (emit.SegmentPrinter.made_of)."""
+    return _digest(*texts)
+
+
 class TextCache:
     """Printed SQL of one target: fingerprint -> {kind: text}, in one pickle file.
 
@@ -133,13 +141,13 @@ class TextCache:
     def put(self, key: str, kind: str, text: str) -> None:
         self._own_entry(key)[kind] = text
 
-    def layout(self, key: str) -> object | None:
-        """What `put_layout` stored under `key` (emit.SnapshotLayout), or None."""
+    def value(self, key: str, kind: str) -> object | None:
+        """What `put_value` stored (an emit.SnapshotLayout, a tuple of texts...), or None."""
         entry = self._used.get(key) or self._old.get(key)
-        return entry.get(LAYOUT_KIND) if entry else None
+        return entry.get(kind) if entry else None
 
-    def put_layout(self, key: str, layout: object) -> None:
-        self._own_entry(key)[LAYOUT_KIND] = layout
+    def put_value(self, key: str, kind: str, value: object) -> None:
+        self._own_entry(key)[kind] = value
 
     def touch(self, key: str) -> None:
         """Keep an entry that was read (not only those written) in the saved file."""
@@ -186,7 +194,6 @@ class TextCache:
         self._used, self._headers_used = {}, {}
 
 
-LAYOUT_KIND = "snapshot-layout"
 # A segment file's header with what it is made of: (definition, the rest of it, text).
 Header = tuple[SegmentDef, str, str]
 

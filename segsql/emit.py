@@ -27,7 +27,7 @@ from typing import Any
 from sqlglot import exp
 
 from segsql.build import CompiledProject, Entity, Segment
-from segsql.cache import SegmentCache, TextCache, target_fingerprint
+from segsql.cache import SegmentCache, TextCache, target_fingerprint, text_fingerprint
 from segsql.dialects import ENGINES, Engine, lower_portable, needs_lowering, sqlglot_dialect
 from segsql.errors import ExecutionError, SpecError, did_you_mean
 from segsql.files import FOLDER_MODE, write_atomic
@@ -116,6 +116,10 @@ def _check_file_sources(entity: Entity, target: Target) -> None:
             )
 
 
+# (segment, kind of text, how to print it) -> the text, from a cache or printed
+StoredText = Callable[[str, str, Callable[[], str]], str]
+
+
 class Lowering:
     """Membership predicates for one target, each distinct term lowered once.
 
@@ -167,9 +171,11 @@ class PrintedLowering(Lowering):
     golden files and tests/test_cache.py would see any difference.
     """
 
-    def __init__(self, target: Target):
+    def __init__(self, target: Target, stored: StoredText | None = None):
         super().__init__(target)
         self._printed: dict[str, str] = {}
+        # the compile cache's text of a segment, when one is at hand (SegmentPrinter._text)
+        self._stored: StoredText = stored or (lambda _name, _kind, make: make())
         self.leaks: Leaks | None = None  # set while a snapshot layout is recorded
         self._in_predicate = False
 
@@ -178,14 +184,17 @@ class PrintedLowering(Lowering):
             self.leaks.segments.add(segment.name)
         text = self._printed.get(segment.name)
         if text is None:
-            self._in_predicate = True
-            try:
-                tree = super().predicate(segment)
-            finally:
-                self._in_predicate = False
-            text = to_sql(tree, self.target, copy=False, lowering=self)
+            text = self._stored(segment.name, "predicate", lambda: self._print_predicate(segment))
             self._printed[segment.name] = text
         return exp.Var(this=text)
+
+    def _print_predicate(self, segment: Segment) -> str:
+        self._in_predicate = True
+        try:
+            tree = super().predicate(segment)
+        finally:
+            self._in_predicate = False
+        return to_sql(tree, self.target, copy=False, lowering=self)
 
     def term(self, term: exp.Expr) -> exp.Expr:
         if self.leaks is not None and not self.leaks.in_part and not self._in_predicate:
@@ -423,7 +432,7 @@ class SegmentPrinter:
     ):
         self.compiled = compiled
         self.target = target
-        self.lowering = PrintedLowering(target)
+        self.lowering = PrintedLowering(target, self._text)
         self.cache = cache
         self._prefix = prefix = target_fingerprint(target.engine.name, repr(target.config))
         self._keys = {n: prefix + f for n, f in (fingerprints or {}).items()} if cache else {}
@@ -486,6 +495,30 @@ class SegmentPrinter:
             self._features[entity] = text
         return text
 
+    def feature_ctes(self, entity: str) -> tuple[tuple[str, str], ...]:
+        """The entity's feature relation as (name, printed body) CTEs, its own CTEs first and
+        then its query: how a script that stands alone (kpis.sql) inlines it. Cached like
+        `features`."""
+
+        def make() -> tuple[tuple[str, str], ...]:
+            relation = feature_query(self.compiled.entities[entity], self.target)  # a copy
+            ctes = [(cte.alias, cte.this) for cte in relation.ctes]
+            relation.set("with_", None)
+            ctes.append((self.compiled.entities[entity].relation_name, relation))
+            return tuple((name, to_sql(query, self.target, copy=False)) for name, query in ctes)
+
+        key = self.compiled.entity_fingerprints.get(entity)
+        if key is None or self.cache is None:
+            return make()
+        key = self._prefix + key
+        stored = self.cache.value(key, FEATURE_CTES_KIND)
+        if isinstance(stored, tuple):
+            self.cache.touch(key)
+            return stored
+        made = make()
+        self.cache.put_value(key, FEATURE_CTES_KIND, made)
+        return made
+
     def snapshot_part(self, name: str, kind: str, build: Callable[[], exp.Expr]) -> exp.Expr:
         """A part of the snapshot script for the segment (its SELECT, its log row), as printed
         text: sqlglot's own output, reused verbatim (a part prints as it does alone)."""
@@ -534,7 +567,7 @@ class SegmentPrinter:
         if layout_key is not None and leaks is not None and self.cache is not None:
             layout = self._record_layout(statements, texts, recorded, leaks)
             if layout is not None:
-                self.cache.put_layout(layout_key, layout)
+                self.cache.put_value(layout_key, LAYOUT_KIND, layout)
         return "".join(texts)
 
     def _record_layout(
@@ -573,7 +606,7 @@ class SegmentPrinter:
         """The statements' text from the stored layout, with the parts of the segments that
         changed since put in (printed first if no cache has them); None if it does not fit."""
         assert self.cache is not None
-        layout = self.cache.layout(layout_key)
+        layout = self.cache.value(layout_key, LAYOUT_KIND)
         if not isinstance(layout, SnapshotLayout):
             return None
         keys = self._part_keys
@@ -593,7 +626,7 @@ class SegmentPrinter:
             key, chunk = keys[hole.name], _laid_out(text, *hole.margins)
             holes[index] = replace(hole, key=key, chunk=chunk)
         updated = replace(layout, holes=tuple(holes))
-        self.cache.put_layout(layout_key, updated)
+        self.cache.put_value(layout_key, LAYOUT_KIND, updated)
         return updated.text()
 
     def _part_text(self, hole: _Hole) -> str | None:
@@ -620,6 +653,12 @@ class SegmentPrinter:
 
     def _text(self, name: str, kind: str, make: Callable[[], str]) -> str:
         return self._cached(self._keys.get(name), kind, make)
+
+    def made_of(self, kind: str, texts: tuple[str, ...], make: Callable[[], str]) -> str:
+        """A text that is a function of `texts` alone (and of the target), e.g. a kpis.sql branch
+        built around printed pieces: taken from the cache while they are the same."""
+        key = self._prefix + text_fingerprint(kind, *texts) if self.cache is not None else None
+        return self._cached(key, kind, make)
 
     def _cached(self, key: str | None, kind: str, make: Callable[[], str]) -> str:
         if key is None or self.cache is None:
@@ -663,7 +702,7 @@ def target_files(
     if compiled.project.kpis:
         from segsql.kpis import kpis_script  # KPIs build on this module
 
-        files["kpis.sql"] = kpis_script(compiled, target, segments)
+        files["kpis.sql"] = kpis_script(compiled, target, segments, printer)
     return files
 
 
@@ -699,6 +738,8 @@ def snapshot_script(
 # snapshot.sql laid out from its previous text
 
 
+LAYOUT_KIND = "snapshot-layout"
+FEATURE_CTES_KIND = "feature-ctes"
 PART_PREFIX = "snapshot-"  # a snapshot part's kind in the text cache: snapshot-member, ...
 _MARKER = "\0{}\0\n\1\n\2"  # stands for part {}: three lines, to see how each line is indented
 _MARKERS = re.compile("\0(\\d+)\0\n( *)\1\n( *)\2")

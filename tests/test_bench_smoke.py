@@ -105,6 +105,24 @@ def test_changing_one_segment_changes_it_and_its_descendants_only(
     assert "1 = 1" in after[name]
 
 
+def test_the_example_project_is_measured_with_an_edit_of_a_one_line_where(
+    example_project: Path,
+) -> None:
+    """The benchmark also measures the example project (it has KPIs): its edit is a `where`
+    written on one line, and reaches the segment's children and kpis.sql."""
+    _compile(example_project)
+    kpis = example_project / "target" / "compiled" / "local" / "kpis.sql"
+    before, kpis_before = _segment_files(example_project), kpis.read_text()
+    bench.change_segment(example_project, bench.EXAMPLE_EDITED)
+    bench.change_segment(example_project, bench.EXAMPLE_EDITED)  # the watch edits again and again
+    _compile(example_project)
+    after = _segment_files(example_project)
+    changed = {n for n in before if before[n] != after[n]}
+    assert {bench.EXAMPLE_EDITED, "vip_active"} <= changed < set(before)
+    assert after[bench.EXAMPLE_EDITED].count("1 = 1") == 2
+    assert kpis.read_text().count("1 = 1") > kpis_before.count("1 = 1")
+
+
 def _segment_files(root: Path) -> dict[str, str]:
     folder = root / "target" / "compiled" / "pg" / "segments"
     # The header names the definition hash; compare the SQL below it.

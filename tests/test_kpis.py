@@ -238,7 +238,8 @@ def test_one_query_reads_each_source_as_often_as_the_feature_relation(
     compiled = compile_project(project(tmp_path))
     target = resolve_target(compiled.project.config, "local")
     [plan] = plan_kpis(compiled, list(compiled.segments), build_kpis(compiled))
-    query = kpi_query(compiled, plan, target, shape)
+    # the query as it runs: its pieces come printed (opaque leaves of the tree)
+    query = sqlglot.parse_one(kpi_query(compiled, plan, target, shape).sql("duckdb"), "duckdb")
     features = feature_query(compiled.entities["customer"], target)
 
     def scans(tree: exp.Expr) -> list[str]:

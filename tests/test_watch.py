@@ -135,6 +135,8 @@ EDITS = [
         "    where: revenue_quintile",
         "    freeze: 2024-01-31\n    where: revenue_quintile",
     ),
+    # a KPI's expression: kpis.sql alone changes
+    ("segments/kpis.yml", "sum(active_users)\n", "sum(active_users) + 0\n"),
     # a macro every user of it must pick up
     ("macros/regions.sql", "'DE'", "'DE', 'AT'"),
     # settings: another as_of (in every header), then another schema for the local target
