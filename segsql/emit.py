@@ -637,7 +637,7 @@ class SegmentPrinter:
         """Print the parts of the segments `names` (into the cache): the snapshot statements
         of those segments alone hold the same parts (a part prints as it does alone). An
         entity's only segment is no part of a union, so a second one joins it."""
-        from segsql.history import compiled_snapshot_statements
+        from segsql.history import compiled_snapshot_parts
 
         wanted = set(names)
         alone = Counter(self.compiled.segments[name].entity for name in names)
@@ -647,7 +647,7 @@ class SegmentPrinter:
                 wanted.add(name)
                 alone[entity] = 2
         subset = [name for name in segments if name in wanted]
-        compiled_snapshot_statements(
+        compiled_snapshot_parts(
             self.compiled, self.target, subset, self.lowering, self.snapshot_part
         )
 

@@ -646,14 +646,37 @@ def compiled_snapshot_statements(
     A script cannot ask which freeze dates are recorded, so it assumes every freeze date before
     as_of was snapshotted (a freeze on as_of itself is evaluated, which records it).
     """
-    recorded = {
+    plan = plan_snapshot(compiled, names, _assumed_recorded(compiled), target, lowering)
+    statements = snapshot_statements(compiled, target, plan, printed)
+    return history_ddl(target) + transaction(statements)
+
+
+def compiled_snapshot_parts(
+    compiled: CompiledProject,
+    target: Target,
+    names: Sequence[str],
+    lowering: Lowering,
+    printed: PartPrinter,
+) -> None:
+    """The parts `compiled_snapshot_statements` would give `printed` for these segments (member
+    branches, log rows), without building the statements around them: a recompile puts the
+    parts of edited segments into the script's previous layout (emit.SnapshotLayout)."""
+    plan = plan_snapshot(compiled, names, _assumed_recorded(compiled), target, lowering)
+    for entity_name in _entities_of(compiled, plan.written):
+        entity = compiled.entities[entity_name]
+        members = [n for n in plan.written if compiled.segments[n].entity == entity_name]
+        members_query(entity, members, plan, printed)
+    for name in plan.written:
+        _printed_log_row(compiled, name, plan.as_of, printed)
+
+
+def _assumed_recorded(compiled: CompiledProject) -> set[str]:
+    """The segments a script takes as recorded: frozen on a date before as_of."""
+    return {
         name
         for name, segment in compiled.segments.items()
         if segment.definition.freeze is not None and segment.definition.freeze < compiled.as_of
     }
-    plan = plan_snapshot(compiled, names, recorded, target, lowering)
-    statements = snapshot_statements(compiled, target, plan, printed)
-    return history_ddl(target) + transaction(statements)
 
 
 # ---------------------------------------------------------------------------------------------

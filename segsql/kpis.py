@@ -371,11 +371,9 @@ def plan_kpis(
         shown = tree_order(
             compiled, [s for s in selected if compiled.segments[s].entity == entity_name]
         )
-        parents = {_parent(compiled, s) for s in shown} - {None}
+        wanted = {*shown, *(_parent(compiled, s) for s in shown)}  # and their parents
         # ids follow the tree order too: the result is ordered by id
-        computed = tree_order(
-            compiled, [s for s in compiled.segments if s in shown or s in parents]
-        )
+        computed = tree_order(compiled, [s for s in compiled.segments if s in wanted])
         chosen = _only(kpis.get(entity_name, ()), only)
         plans.append(KpiPlan(compiled.entities[entity_name], tuple(shown), tuple(computed), chosen))
     return plans
@@ -516,7 +514,7 @@ def _values_union(plan: KpiPlan, texts: KpiTexts) -> exp.Expr:
     parts: list[exp.Expr] = []
     for segment_id, name in enumerate((None, *plan.computed)):
         predicate = texts.predicate(name) if name is not None else None
-        condition = predicate.sql() if predicate is not None else ""
+        condition = str(predicate.this) if predicate is not None else ""  # the printed text
         made_of = (str(segment_id), plan.entity.relation_name, *aggregates, condition)
         build = functools.partial(_union_branch, plan, texts, segment_id, predicate)
         parts.append(texts.printed("kpi-branch", made_of, build))
@@ -577,14 +575,16 @@ def _values_unnest(plan: KpiPlan, texts: KpiTexts) -> exp.Select:
 
 def _segment_list(compiled: CompiledProject, plan: KpiPlan, texts: KpiTexts) -> exp.Expr:
     """(id, name, parent id, parent name, depth) of the rows shown: the entity, then segments."""
-    whole = functools.partial(_segment_row, 0, BASELINE, None, None, 0)
-    rows = [texts.printed("kpi-row", (), whole)]
+    rows: list[tuple[int, str, int | None, str | None, int]] = [(0, BASELINE, None, None, 0)]
     for name in plan.shown:
         parent = _parent(compiled, name)
-        values = (plan.segment_id(name), name, plan.segment_id(parent) if parent else 0, parent)
-        row = functools.partial(_segment_row, *values, nesting_depth(compiled, name))
-        rows.append(texts.printed("kpi-row", tuple(map(str, row.args)), row))
-    return _union_all(rows)  # of literals: VALUES does not exist on BigQuery
+        parent_id = plan.segment_id(parent) if parent else 0
+        rows.append((plan.segment_id(name), name, parent_id, parent, nesting_depth(compiled, name)))
+
+    def build() -> exp.Expr:  # UNION ALL of literals: VALUES does not exist on BigQuery
+        return _union_all([_segment_row(*row) for row in rows])
+
+    return texts.printed("kpi-segments", (repr(rows),), build)
 
 
 def _segment_row(
