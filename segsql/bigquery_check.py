@@ -186,13 +186,14 @@ class Catalog:
         return child
 
 
-def project_catalog(project: Project) -> Catalog:
-    """Every declared table with typed columns (untyped tables are left out: unresolvable)."""
+def project_catalog(project: Project, target: Target) -> Catalog:
+    """Every declared table with typed columns (untyped tables are left out: unresolvable),
+    where the target's SQL names it (`Target.source`)."""
     catalog = Catalog()
     for table in project.tables.values():
         if not table.columns or any(kind is None for _, kind in table.columns):
             continue
-        path = [part.name for part in exp.to_table(table.relation, dialect="bigquery").parts]
+        path = [part.name for part in target.source(table.relation).parts]
         columns = [
             (name, googlesql_type(str(kind), project.config.dialect, table.loc))
             for name, kind in table.columns
@@ -298,7 +299,7 @@ def check_deploy(
     compiled: CompiledProject, target: Target, segments: list[str] | None = None
 ) -> list[Finding]:
     """Analyse the target's whole deploy script; returns the statements ZetaSQL rejects."""
-    analyzer = BigQueryAnalyzer(project_catalog(compiled.project))
+    analyzer = BigQueryAnalyzer(project_catalog(compiled.project, target))
     findings = []
     try:
         for statement in deploy_statements(compiled, target, segments):
@@ -353,12 +354,12 @@ def check_targets(
             hint="add --target bq (a target with engine: bigquery) or --all-targets",
         )
     for target in checked:
-        raise_findings(check_files(compiled, files[target.name]))
+        raise_findings(check_files(compiled, target, files[target.name]))
 
 
-def check_files(compiled: CompiledProject, files: dict[str, str]) -> list[Finding]:
+def check_files(compiled: CompiledProject, target: Target, files: dict[str, str]) -> list[Finding]:
     """Every statement of every compiled file, deploy.sql first (it creates what the others read)."""
-    analyzer = BigQueryAnalyzer(project_catalog(compiled.project))
+    analyzer = BigQueryAnalyzer(project_catalog(compiled.project, target))
     order = sorted(files, key=lambda path: (path != "deploy.sql", path))
     findings = []
     try:

@@ -203,7 +203,8 @@ def _lazy_duckdb_columns(root: Path) -> Callable[[str], list[str] | None]:
                 return None
             runners.append(DuckDBRunner(target, root))
             load_seeds(runners[0], project, only_missing=True)
-        return runners[0].table_columns(relation)
+        runner = runners[0]
+        return runner.table_columns(runner.target.source(relation).sql(dialect="duckdb"))
 
     return lookup
 

@@ -67,6 +67,27 @@ class Target:
     def schema_expression(self) -> exp.Table:
         return exp.table_(self.schema, db=self.config.project)
 
+    def source(self, relation: str) -> exp.Table:
+        """A source table as this target names it: in the target's `source_schema` (BigQuery:
+        `source_dataset`) when the project names it without a schema, else as named."""
+        table = exp.to_table(relation, dialect=self.dialect)
+        return _in_source_schema(table, self) if not table.db else table
+
+    @property
+    def source_schema(self) -> str | None:
+        return self.config.source_dataset or self.config.source_schema
+
+
+def _in_source_schema(table: exp.Table, target: Target) -> exp.Table:
+    """`table` (named without a schema) in the target's source schema, in place; BigQuery's
+    `source_dataset` may name its project too (`project.dataset`)."""
+    if target.source_schema is None:
+        return table
+    schema = exp.to_table(target.source_schema, dialect=target.dialect)
+    table.set("db", exp.to_identifier(schema.name))
+    table.set("catalog", exp.to_identifier(schema.db) if schema.db else None)
+    return table
+
 
 def resolve_target(config: ProjectConfig, name: str | None) -> Target:
     """A target by its name in segsql.yml, or by engine name (`postgres`) with default settings."""
@@ -97,8 +118,21 @@ def all_targets(config: ProjectConfig) -> list[Target]:
 
 
 def feature_query(entity: Entity, target: Target) -> exp.Select:
+    """The entity's feature relation for the target: portable functions lowered, and source
+    tables named without a schema put in the target's source schema (`Target.source`)."""
     _check_file_sources(entity, target)
-    return lower_portable(entity.query, target.engine)  # type: ignore[return-value]
+    query: exp.Select = lower_portable(entity.query, target.engine)  # type: ignore[assignment]
+    return _qualify_sources(query, target) if target.source_schema else query
+
+
+def _qualify_sources(query: exp.Select, target: Target) -> exp.Select:
+    """Source tables of a feature query (a fresh copy) in the target's source schema, in place:
+    every table named without a schema that is not one of the query's own CTEs."""
+    ctes = {cte.alias_or_name.lower() for cte in query.find_all(exp.CTE)}
+    for table in query.find_all(exp.Table):
+        if not table.db and table.name.lower() not in ctes and table.name:
+            _in_source_schema(table, target)
+    return query
 
 
 def _check_file_sources(entity: Entity, target: Target) -> None:

@@ -55,7 +55,16 @@ WINDOW_PATTERN = re.compile(r"^\s*(\d+)\s*(day|week|month|year)s?\s*$", re.IGNOR
 
 # The allowed keys of each kind of mapping: the single source of truth for validation.
 PROJECT_KEYS = {"name", "dialect", "vars", "seeds", "targets", "default_target", "version"}
-TARGET_KEYS = {"engine", "path", "schema", "dsn_env", "project", "dataset"}
+TARGET_KEYS = {
+    "engine",
+    "path",
+    "schema",
+    "dsn_env",
+    "project",
+    "dataset",
+    "source_schema",
+    "source_dataset",
+}
 FILE_KEYS = {"tables", "entities", "segments", "kpis", "unit_tests"}
 TABLE_KEYS = {"name", "table", "description", "columns"}
 ENTITY_KEYS = {"name", "table", "key", "time", "columns", "features", "description", "materialize"}
@@ -307,6 +316,8 @@ def _read_targets(reader: MapReader, errors: ErrorCollector) -> dict[str, Target
             dsn_env=target.string("dsn_env"),
             project=target.string("project"),
             dataset=target.string("dataset"),
+            source_schema=target.string("source_schema"),
+            source_dataset=target.string("source_dataset"),
             loc=target_node.loc,
         )
     return targets

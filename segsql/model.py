@@ -245,6 +245,9 @@ class TargetConfig:
     dsn_env: str | None = None
     project: str | None = None
     dataset: str | None = None
+    # where the source tables named without a schema (dataset) are, on this target
+    source_schema: str | None = None
+    source_dataset: str | None = None
     loc: Location | None = None
 
 

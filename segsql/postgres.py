@@ -124,7 +124,8 @@ def load_seeds_postgres(runner: Runner, project: Project) -> list[str]:
         )
     reader = DuckDBRunner(_reader_target(), project.config.root)
     try:
-        tables = [_read_seed(reader, project, seed) for seed in seed_files(project)]
+        target = runner.target
+        tables = [_read_seed(reader, project, seed, target) for seed in seed_files(project)]
     finally:
         reader.close()
     if not tables:
@@ -147,9 +148,9 @@ def _reader_target() -> Target:
     return Target(TargetConfig(name="seed-reader", engine="duckdb"), ENGINES["duckdb"])
 
 
-def _read_seed(reader: DuckDBRunner, project: Project, seed: Seed) -> SeedTable:
+def _read_seed(reader: DuckDBRunner, project: Project, seed: Seed, target: Target) -> SeedTable:
     declared = project.tables.get(seed.table)
-    relation = exp.to_table(declared.relation if declared else seed.table, dialect="postgres")
+    relation = target.source(declared.relation if declared else seed.table)
     query = seed_query(project, seed).sql(dialect="duckdb")
     try:
         described = reader.connection.execute(f"DESCRIBE {query}").fetchall()

@@ -168,10 +168,10 @@ def load_seeds(runner: DuckDBRunner, project: Project, only_missing: bool) -> li
     statements: list[exp.Expr] = []
     for seed in seed_files(project):
         declared = project.tables.get(seed.table)
-        relation = declared.relation if declared else seed.table
+        table = runner.target.source(declared.relation if declared else seed.table)
+        relation = table.sql(dialect="duckdb")
         if only_missing and runner.table_exists(relation):
             continue
-        table = exp.to_table(relation, dialect="duckdb")
         if table.db:
             statements.append(exp.Create(this=exp.to_table(table.db), kind="SCHEMA", exists=True))
         statements.append(

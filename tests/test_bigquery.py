@@ -18,8 +18,10 @@ from segsql.bigquery_check import (
     project_catalog,
 )
 from segsql.cli import app
-from segsql.emit import resolve_target, target_files
+from segsql.dialects import ENGINES
+from segsql.emit import Target, resolve_target, target_files
 from segsql.load import load_project
+from segsql.model import TargetConfig
 from segsql.pipeline import compile_project
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +40,8 @@ def template_copy(tmp_path: Path) -> Path:
 
 def template_analyzer() -> BigQueryAnalyzer:
     """The init project's tables, plus `events` whose `happened_at` is a BigQuery TIMESTAMP (UTC instant)."""
-    catalog = project_catalog(load_project(TEMPLATE))
+    plain = Target(TargetConfig(name="bigquery", engine="bigquery"), ENGINES["bigquery"])
+    catalog = project_catalog(load_project(TEMPLATE), plain)  # tables as named, no dataset
     catalog.add(["events"], [("happened_at", googlesql_type("timestamptz", "duckdb"))])
     return BigQueryAnalyzer(catalog)
 
@@ -51,7 +54,7 @@ def test_every_emitted_bigquery_statement_passes_zetasql(example: str) -> None:
     assert check_deploy(compiled, target) == []
     files = target_files(compiled, target, list(compiled.segments))
     assert {"deploy.sql", "snapshot.sql"} <= set(files)
-    assert check_files(compiled, files) == []
+    assert check_files(compiled, target, files) == []
 
 
 @pytest.mark.parametrize(

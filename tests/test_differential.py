@@ -552,9 +552,9 @@ def analyse_on_bigquery(compiled: CompiledProject) -> list[tuple[str, str]]:
     """Every deploy statement through ZetaSQL. One analyser serves all examples (the declared
     tables never change); a statement already accepted (the feature relation, for the same window
     and as_of) is not analysed again."""
-    if not _ANALYSER:
-        _ANALYSER.append(BigQueryAnalyzer(project_catalog(compiled.project)))
     target = resolve_target(compiled.project.config, "bq")
+    if not _ANALYSER:
+        _ANALYSER.append(BigQueryAnalyzer(project_catalog(compiled.project, target)))
     rejected = []
     statements: list[exp.Expr] = list(deploy_statements(compiled, target))
     if RUNS["examples"] % KPI_ANALYSIS_EVERY == 0:

@@ -158,3 +158,38 @@ def test_file_paths_compile_for_duckdb_only(mini_project: Path, segsql_cli: Invo
         assert result.output.startswith("segments/customers.yml:10:5: error: entity 'customer'")
         assert "cannot read in place" in result.output
     assert not (mini_project / "target" / "compiled" / "pg").exists()
+
+
+def test_source_tables_are_read_from_the_targets_source_schema(tmp_path: Path) -> None:
+    """Tables named without a schema move to the target's source schema (BigQuery: dataset, and
+    project when given); the relation's own CTEs and names written with a schema stay."""
+    from sqlglot import exp
+
+    from segsql.emit import feature_query, resolve_target
+    from segsql.pipeline import compile_project
+
+    root = copy_project(MINI_PROJECT, tmp_path / "mini")
+    settings = root / "segsql.yml"
+    text = settings.read_text(encoding="utf-8").replace(
+        "dataset: segments}", "dataset: segments, source_dataset: other-project.raw}"
+    )
+    settings.write_text(
+        text.replace("_DSN, schema: segments}", "_DSN, schema: segments, source_schema: raw}")
+    )
+    compiled = compile_project(root)
+    entity = compiled.entities["customer"]
+    ctes = {cte.alias for cte in entity.query.find_all(exp.CTE)}
+
+    def sources(target_name: str, dialect: str) -> set[str]:
+        query = feature_query(entity, resolve_target(compiled.project.config, target_name))
+        return {t.sql(dialect) for t in query.find_all(exp.Table) if t.name not in ctes}
+
+    assert sources("local", "duckdb") == {"customers", "orders", "events"}  # no source_schema
+    assert sources("pg", "postgres") == {"raw.customers", "raw.orders", "raw.events"}
+    assert sources("bq", "bigquery") == {
+        "`other-project`.raw.customers",
+        "`other-project`.raw.orders",
+        "`other-project`.raw.events",
+    }
+    table = resolve_target(compiled.project.config, "pg").source("archive.orders")
+    assert table.sql() == "archive.orders"  # named with a schema: as written

@@ -394,7 +394,7 @@ def test_bigquery_kpi_and_overlap_queries_pass_zetasql(tmp_path: Path) -> None:
     target = resolve_target(compiled.project.config, "bq")
     [plan] = plan_kpis(compiled, list(compiled.segments), build_kpis(compiled))
     [pairs] = plan_overlap(compiled, list(compiled.segments))
-    analyzer = BigQueryAnalyzer(project_catalog(compiled.project))
+    analyzer = BigQueryAnalyzer(project_catalog(compiled.project, target))
     try:
         assert analyzer.analyse(to_sql(kpi_query(compiled, plan, target), target)) is None
         assert analyzer.analyse(to_sql(overlap_query(compiled, pairs, target), target)) is None

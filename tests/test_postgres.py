@@ -260,6 +260,29 @@ def test_redeploy_with_changed_columns_materialization_and_selection(
     assert {r[0] for r in pg_rows(pg_database, "SELECT * FROM segments.active")} == {1, 2, 4}
 
 
+def test_source_tables_in_a_schema_of_their_own(tmp_path: Path, pg_database: str) -> None:
+    """`source_schema` on a target: seeds go there and every query reads them there, on both
+    engines, with the members computed by hand (the same definitions, no schema in them)."""
+    root = copy_project(TEMPLATE, tmp_path)
+    settings = root / "segsql.yml"
+    text = settings.read_text(encoding="utf-8")
+    text = text.replace("schema: segments}", "schema: segments, source_schema: raw}")
+    settings.write_text(text, encoding="utf-8")
+    cli(root, pg_database, "seed", "--target", "pg")
+    cli(root, pg_database, "run", "--target", "pg")
+    cli(root, pg_database, "run", "--target", "local")  # loads the seeds into raw too
+    expected = {"active": {1, 2, 4}, "active_big_spenders": {1}, "active_in_europe": {1, 4}}
+    assert members(lambda q: pg_rows(pg_database, q), root, list(expected)) == expected
+    assert members(lambda q: duck_rows(root, q), root, list(expected)) == expected
+    located = "SELECT to_regclass('raw.orders') IS NOT NULL, to_regclass('public.orders') IS NULL"
+    assert pg_rows(pg_database, located) == [(True, True)]
+    tables = "SELECT schema_name, table_name FROM duckdb_tables() WHERE table_name = 'orders'"
+    assert duck_rows(root, tables) == [("raw", "orders")]
+    cli(root, pg_database, "compile", "--target", "pg")
+    features = (root / "target" / "compiled" / "pg" / "features" / "customer.sql").read_text()
+    assert "FROM raw.orders" in features and "FROM raw.customers" in features
+
+
 def test_seed_into_postgres_needs_no_duckdb_file(tmp_path: Path, pg_database: str) -> None:
     """load_seeds_postgres reads the files with an in-memory DuckDB: no database file appears."""
     root = copy_project(TEMPLATE, tmp_path)
