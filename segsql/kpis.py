@@ -42,7 +42,7 @@ from segsql.dialects import lower_portable
 from segsql.emit import SegmentPrinter, Target, feature_query, to_sql, with_where
 from segsql.errors import ErrorCollector, Location, SpecError, did_you_mean
 from segsql.model import Expr, KpiDef
-from segsql.render import Renderer
+from segsql.render import renderer_for
 
 STANDARD_PACK = "standard"
 # Always in the result (the standard pack's size and shares): they need no definition.
@@ -182,7 +182,7 @@ class Kpi:
 def build_kpis(compiled: CompiledProject) -> dict[str, tuple[Kpi, ...]]:
     """Entity -> its KPIs in declared order (standard references expanded); raises SpecErrors."""
     errors = ErrorCollector()
-    renderer = Renderer(compiled.project.macro_files, compiled.variables, compiled.as_of)
+    renderer = renderer_for(compiled.project.macro_files, compiled.variables, compiled.as_of)
     context = _Context(compiled.project, renderer, errors, compiled.as_of)
     explicit = {(d.name, _entity_of(d, compiled)) for d in compiled.project.kpis.values() if d.expr}
     built: dict[str, dict[str, Kpi]] = {}

@@ -183,3 +183,27 @@ def test_where_must_be_a_condition(tmp_path: Path, where: str) -> None:
 def test_conditions_and_bare_columns_are_accepted(tmp_path: Path, where: str) -> None:
     # a bare column may be a boolean column or feature; its type is the warehouse's to check
     assert "x" in build(tmp_path, FEATURES + segment(where)).segments
+
+
+def test_a_build_reuses_the_entities_and_renderer_of_the_last_one_only_while_unchanged(
+    tmp_path: Path,
+) -> None:
+    """`segsql compile --watch` builds again after every edit: an entity built from the same
+    definition, tables, macros, variables and as_of is the last build's; any change rebuilds."""
+    from conftest import MINI_PROJECT, copy_project
+
+    from segsql.pipeline import compile_project
+
+    root = copy_project(MINI_PROJECT, tmp_path / "mini")
+    first = compile_project(root)
+    again = compile_project(root)
+    assert all(again.entities[n] is e for n, e in first.entities.items())
+    other_day = compile_project(root, as_of="2024-05-31")
+    assert all(other_day.entities[n] is not e for n, e in first.entities.items())
+    before = compile_project(root)
+    macros = next((root / "macros").glob("*.sql"))
+    macros.write_text(macros.read_text(encoding="utf-8") + "\n{# edited #}\n", encoding="utf-8")
+    edited = compile_project(root)
+    assert all(edited.entities[n] is not e for n, e in before.entities.items())
+    assert edited.entities["customer"].query.sql() == first.entities["customer"].query.sql()
+    assert all(compile_project(root).entities[n] is e for n, e in edited.entities.items())

@@ -135,6 +135,8 @@ EDITS = [
         "    where: revenue_quintile",
         "    freeze: 2024-01-31\n    where: revenue_quintile",
     ),
+    # a feature's window: the entity is built again (and every segment reading it changes)
+    ("segments/entities.yml", "window: 30 days", "window: 31 days"),
     # a KPI's expression: kpis.sql alone changes
     ("segments/kpis.yml", "sum(active_users)\n", "sum(active_users) + 0\n"),
     # a macro every user of it must pick up
