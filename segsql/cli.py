@@ -78,9 +78,13 @@ class _LazyConsole:
             from rich.console import Console
 
             self._console = Console(**self._options)
+            if not self._console.is_terminal and "COLUMNS" not in os.environ:
+                # a log or a pipe (CI) has no width: rich would cut tables at 80 columns
+                self._console.width = PIPED_WIDTH
         return getattr(self._console, name)
 
 
+PIPED_WIDTH = 200  # tables are only as wide as their contents
 out = cast("Console", _LazyConsole(highlight=False, soft_wrap=True))
 err = cast("Console", _LazyConsole(stderr=True, highlight=False, soft_wrap=True))
 
