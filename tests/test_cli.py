@@ -279,6 +279,12 @@ def test_example_project_validates_and_runs(example: Path, segsql_cli: Invoke) -
     assert any(row["members"] > 0 for row in report["segments"])
 
 
+def test_tables_are_not_cut_when_printed_to_a_pipe(example: Path, segsql_cli: Invoke) -> None:
+    """CI logs are not terminals: rich would cut a table at 80 columns ("techno…")."""
+    table = ok(segsql_cli(example, "list"))
+    assert "technographic" in table and "…" not in table
+
+
 def test_example_project_covers_the_format(example: Path) -> None:
     """Issue #2: every segment kind, nesting at least 3 deep, union/intersect/exclude."""
     segments = json.loads((example / "target" / "manifest.json").read_text())["segments"]
