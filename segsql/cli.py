@@ -50,7 +50,7 @@ from segsql.pipeline import (
     write_targets,
 )
 from segsql.run import DuckDBRunner, Runner, deploy, load_seeds, member_counts, open_runner
-from segsql.select import select_segments
+from segsql.select import check_segment_names, select_segments
 from segsql.yamlio import YMap, load_yaml
 
 app = typer.Typer(
@@ -469,6 +469,7 @@ def run(
         root = _root()
         project = load_project(root)
         effective_vars(project, parse_vars(var), as_of)  # fail on a bad date before connecting
+        check_segment_names(project, select)  # and on a segment that does not exist
         chosen = resolve_target(project.config, target)
         if chosen.engine.name == "duckdb":
             _check_seeds_folder(project)

@@ -8,11 +8,11 @@ The result keeps the project's dependency order, so parents come before children
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from segsql.build import CompiledProject
 from segsql.errors import SpecError, did_you_mean
-from segsql.model import SegmentDef
+from segsql.model import Project, SegmentDef
 
 METHODS: dict[str, Callable[[SegmentDef, CompiledProject, str], bool]] = {
     "tag": lambda s, c, v: v in s.tags,
@@ -26,9 +26,28 @@ METHODS: dict[str, Callable[[SegmentDef, CompiledProject, str], bool]] = {
 _EXAMPLES = {"tag": "core", "kind": "value", "path": "segments/value/", "state": "modified"}
 
 
+def _tokens(selectors: Sequence[str] | None) -> list[str]:
+    return [t for s in (selectors or []) for t in s.replace(",", " ").split()]
+
+
+def check_segment_names(project: Project, selectors: Sequence[str] | None) -> None:
+    """Refuse a selector naming no segment of the definitions, before anything is built: `run`
+    would otherwise connect and load seeds first."""
+    for token in _tokens(selectors):
+        name = token.strip("+")
+        if ":" not in name and name not in project.segments:
+            raise _no_segment(name, project.segments)
+
+
+def _no_segment(name: str, known: Iterable[str]) -> SpecError:
+    return SpecError(
+        f"no segment named '{name}'", hint=did_you_mean(name, known) or "see `segsql list`"
+    )
+
+
 def select_segments(compiled: CompiledProject, selectors: Sequence[str] | None) -> list[str]:
     """Segment names matching any selector (all segments when none is given), in dependency order."""
-    tokens = [t for s in (selectors or []) for t in s.replace(",", " ").split()]
+    tokens = _tokens(selectors)
     if not tokens:
         return list(compiled.segments)
     chosen: set[str] = set()
@@ -63,10 +82,7 @@ def _select_one(compiled: CompiledProject, token: str) -> set[str]:
     elif core in compiled.segments:
         matched = {core}
     else:
-        raise SpecError(
-            f"no segment named '{core}'",
-            hint=did_you_mean(core, compiled.segments) or "see `segsql list`",
-        )
+        raise _no_segment(core, compiled.segments)
     result = set(matched)
     for name in matched:
         if with_ancestors:

@@ -132,6 +132,10 @@ def test_unknown_segment_and_selector_exit_2(starter_project: Path, segsql_cli: 
     assert_user_error(segsql_cli(starter_project, "show", "activ"), 2, "did you mean 'active'")
     result = segsql_cli(starter_project, "list", "--select", "tagg:core")
     assert_user_error(result, 2, "unknown selector method 'tagg:'", "did you mean 'tag'")
+    # `run` says so before it connects: no database file is made, no seed is loaded
+    result = segsql_cli(starter_project, "run", "--select", "active,+activ")
+    assert_user_error(result, 2, "no segment named 'activ'", "did you mean 'active'")
+    assert not list(starter_project.glob("*.duckdb"))
 
 
 def test_outside_a_project_exits_2(tmp_path: Path, segsql_cli: Invoke) -> None:
