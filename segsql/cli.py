@@ -80,8 +80,13 @@ class _LazyConsole:
             self._console = Console(**self._options)
             if not self._console.is_terminal and "COLUMNS" not in os.environ:
                 # a log or a pipe (CI) has no width: rich would cut tables at 80 columns
-                self._console.width = PIPED_WIDTH
+                self._console = Console(width=PIPED_WIDTH, **self._options)
         return getattr(self._console, name)
+
+    def reset(self) -> None:
+        """Made again on next use: each command looks at where its output goes (tests invoke
+        many in one process, with other environments)."""
+        self._console = None
 
 
 PIPED_WIDTH = 200  # tables are only as wide as their contents
@@ -156,6 +161,8 @@ def main_options(
         raise typer.Exit()
     state.project_dir = project_dir
     state.debug = debug
+    for console in (out, err):
+        cast("_LazyConsole", console).reset()
 
 
 @contextmanager
