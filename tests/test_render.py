@@ -159,3 +159,21 @@ def test_errors_in_blocks_keep_their_line() -> None:
     with pytest.raises(SpecError) as caught:
         renderer.render(Expr("a > 1\n  AND {{ days_sinse('x') }} > 2", HERE))
     assert "days_since" in (caught.value.hint or "")  # the usual error, with its suggestion
+
+
+def test_a_renderer_is_shared_while_macros_variables_and_as_of_are_the_same(
+    tmp_path: Path,
+) -> None:
+    from segsql.render import renderer_for
+
+    macros = tmp_path / "m.sql"
+    macros.write_text("{% macro twice(x) %}2 * {{ x }}{% endmacro %}", encoding="utf-8")
+    variables = {"as_of": AS_OF.isoformat(), "n": 3}
+    first = renderer_for([macros], variables, AS_OF)
+    assert renderer_for([macros], dict(variables), AS_OF) is first
+    assert renderer_for([macros], {**variables, "n": 4}, AS_OF) is not first
+    assert renderer_for([macros], variables, dt.date(2024, 1, 31)) is not first
+    macros.write_text("{% macro twice(x) %}({{ x }}) * 2{% endmacro %}", encoding="utf-8")
+    edited = renderer_for([macros], variables, AS_OF)
+    assert edited is not first
+    assert edited.render(Expr("{{ twice('a') }}", Location(macros, 1, 1))).text == "(a) * 2"
