@@ -212,3 +212,18 @@ def test_a_broken_then_repaired_file_compiles_as_without_cache(
     core.write_text(original.replace("orders_90d > 0", "orders_90d > 2", 1), encoding="utf-8")
     warm = compile_all(segsql_cli, mini_project)
     assert_same_output(warm, cold_compile(segsql_cli, mini_project, tmp_path))
+
+
+def test_a_recompile_after_freezing_a_segment_equals_a_cold_compile(
+    example_project: Path, segsql_cli: Invoke, tmp_path: Path
+) -> None:
+    """Freezing any segment changes how the snapshot script writes every segment's predicate, so
+    the snapshot parts are cached apart by which segments are frozen (a recompile once served
+    the parts printed before the freeze)."""
+    compile_all(segsql_cli, example_project)
+    value = example_project / "segments" / "value.yml"
+    edit(
+        value, "    where: revenue_quintile", "    freeze: 2024-01-31\n    where: revenue_quintile"
+    )
+    warm = compile_all(segsql_cli, example_project)
+    assert_same_output(warm, cold_compile(segsql_cli, example_project, tmp_path))

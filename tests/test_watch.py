@@ -333,23 +333,6 @@ def test_watch_and_check_do_not_go_together(starter_project: Path, segsql_cli: I
 # what the watch relies on, in a compile of its own process
 
 
-def test_a_recompile_after_freezing_a_segment_equals_a_cold_compile(
-    example_project: Path, segsql_cli: Invoke, tmp_path: Path
-) -> None:
-    """Freezing any segment changes how the snapshot script writes every segment's predicate, so
-    the snapshot parts are cached apart by which segments are frozen (fixed with the watch: a
-    plain recompile served the parts printed before the freeze)."""
-    compiled = segsql_cli(example_project, "compile", "--all-targets")
-    assert compiled.exit_code == 0, compiled.output
-    value = example_project / "segments" / "value.yml"
-    edit(
-        value, "    where: revenue_quintile", "    freeze: 2024-01-31\n    where: revenue_quintile"
-    )()
-    again = segsql_cli(example_project, "compile", "--all-targets")
-    assert again.exit_code == 0, again.output
-    assert_cold_output(segsql_cli, example_project, tmp_path)
-
-
 def test_the_benchmark_times_a_watch(tmp_path: Path) -> None:
     """bench/compile_bench.py's watch measurement, on a tiny project (not timed here)."""
     bench = load_bench("compile_bench")
