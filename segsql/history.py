@@ -50,6 +50,7 @@ from segsql.kpis import (
     result_formats,
 )
 from segsql.model import Project, Window
+from segsql.narrow import ntile_by_boundaries, prune_unread
 from segsql.pipeline import effective_vars
 from segsql.run import DuckDBRunner, Runner
 from segsql.select import select_segments
@@ -618,7 +619,12 @@ def features_statement(
     query = exp.select(*(columns or ["*"])).from_(relation)
     for cte in features.ctes:
         query = query.with_(cte.alias, as_=cte.this.copy(), copy=False)
-    return _temp_table(features_scratch(entity), query.with_(relation, as_=body, copy=False))
+    query = query.with_(relation, as_=body, copy=False)
+    if columns and "*" not in columns:  # a snapshot run (a compiled script keeps every column)
+        prune_unread(query)
+        if target.engine.name == "duckdb":
+            ntile_by_boundaries(query, entity.key)
+    return _temp_table(features_scratch(entity), query)
 
 
 def _union_all(parts: list[exp.Expr]) -> exp.Union:
