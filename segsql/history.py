@@ -24,6 +24,7 @@ keys alike, and both engines render an integer the same way (`42` -> `'42'`).
 from __future__ import annotations
 
 import calendar
+import contextlib
 import datetime as dt
 import functools
 import itertools
@@ -733,6 +734,7 @@ def backfill(
     days = sorted(set(dates))
     running = _running_aggregates(runner, days) if share_work else None
     carried: CarriedMembership | None = None
+    checkpoints = _deferred_checkpoints(runner) if share_work and len(days) > 1 else None
     try:
         for day in days:
             compiled = compile_at(day)
@@ -757,7 +759,36 @@ def backfill(
             running.close()
         if carried is not None:
             runner.execute_all(carried.close())
+        if checkpoints is not None:
+            checkpoints()
     return runs
+
+
+# DuckDB checkpoints (writes the WAL into the database file) at the first commit after the WAL
+# passes `checkpoint_threshold` (16 MiB): in a backfill of the example project that is nearly
+# every date, each checkpoint rewriting the row groups of segment_history the date's UPDATE
+# touched (1M customers, 8 weeks: 2.3 s of commits against 0.4 s with one checkpoint at the end).
+# So a backfill raises the threshold and checkpoints once when it ends. Each date stays its own
+# transaction, durable when it commits (the WAL is written and synced at every commit).
+BACKFILL_CHECKPOINT_THRESHOLD = "1GB"
+
+
+def _deferred_checkpoints(runner: Runner) -> Callable[[], None] | None:
+    """On DuckDB, raise the checkpoint threshold; returns what restores it and checkpoints."""
+    if not isinstance(runner, DuckDBRunner):
+        return None
+    connection = runner.connection
+    row = connection.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
+    previous = exp.Literal.string(str(row[0]) if row else "16MiB").sql("duckdb")
+    connection.execute(f"SET checkpoint_threshold = '{BACKFILL_CHECKPOINT_THRESHOLD}'")
+
+    def restore() -> None:
+        connection.execute(f"SET checkpoint_threshold = {previous}")
+        # a failed checkpoint (duckdb.Error) loses nothing: DuckDB checkpoints again on close
+        with contextlib.suppress(Exception):
+            connection.execute("CHECKPOINT")
+
+    return restore
 
 
 def logged_since(runner: Runner, first: dt.date) -> set[tuple[str, dt.date]]:

@@ -355,6 +355,23 @@ def test_backfill_equals_single_date_snapshots(tmp_path: Path) -> None:
     assert history_rows(backfilled) == history_rows(one_by_one) == expected_rows(days)
 
 
+def test_a_backfill_checkpoints_once_and_restores_the_threshold(tmp_path: Path) -> None:
+    """Checkpoints are deferred to the end of a backfill (see `_deferred_checkpoints`): the
+    dates are all in the database file afterwards, and the connection's setting is as before."""
+    root = write_project(tmp_path)
+    runner, compile_at = open_project(root)
+    setting = "SELECT current_setting('checkpoint_threshold')"
+    try:
+        runner.connection.execute("SET checkpoint_threshold = '8MiB'")
+        backfill(runner, compile_at, MONTH_ENDS, None)  # type: ignore[arg-type]
+        assert runner.connection.execute(setting).fetchone() == ("8.0 MiB",)
+    finally:
+        runner.close()
+    wal = root / "hist.duckdb.wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert history_rows(root) == expected_rows(MONTH_ENDS)
+
+
 def test_rerun_replaces_and_never_duplicates(tmp_path: Path) -> None:
     root = write_project(tmp_path)
     snapshot(root, MONTH_ENDS)
