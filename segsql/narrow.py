@@ -1,23 +1,22 @@
-"""A snapshot's feature relation narrowed to what its segments read (DuckDB).
+"""A snapshot's feature relation narrowed to what its segments read.
 
 A snapshot materializes each entity's feature relation once per date (`history.features_statement`),
 keeping only the columns the segments read. Two rewrites make that statement cheaper without
 changing a value it holds:
 
-1. `prune_unread`: features no kept column depends on are dropped from the derived layers and
-   the aggregate CTEs, and an aggregate CTE none of whose features is read is dropped with its
-   LEFT JOIN (it has one row
-   per key, so the join never changed the row count). DuckDB keeps such joins: on the example
-   project that was a `count(distinct ...)` over a month of events, and four other source scans,
-   on every date.
-2. `ntile_by_boundaries`: `NTILE(n) OVER (ORDER BY ..., key)` over the whole relation is one sort
-   of every row carrying every column through the window operator (three of them took ~1.5 s of
-   a 1M-customer date). A row's bucket only depends on its position among the N rows: bucket b
-   starts at position (b-1) * (N // n) + least(b-1, N % n), as in DuckDB's NTILE. So the rows at
-   those n-1 positions (the boundaries) are found by a narrow sort of the ORDER BY values, and
-   each row's bucket is 1 + the number of boundaries it sorts at or after, compared value by value
-   in the window's order (direction and NULL placement). Only windows ending in the entity key
-   are rewritten: the key breaks every tie, so positions, hence buckets, are those NTILE gives.
+1. `prune_unread` (every engine): features no kept column depends on are dropped from the derived
+   layers and the aggregate CTEs, and an aggregate CTE none of whose features is read is dropped
+   with its LEFT JOIN (it has one row per key, so the join never changed the row count). DuckDB
+   keeps such joins: on the example project that was a `count(distinct ...)` over a month of
+   events, and four other source scans, on every date.
+2. `ntile_by_boundaries` (DuckDB): `NTILE(n) OVER (ORDER BY ..., key)` over the whole relation is
+   one sort of every row carrying every column through the window operator (three of them took
+   ~1.5 s of a 1M-customer date). A row's bucket only depends on its position among the N rows:
+   bucket b starts at position (b-1) * (N // n) + least(b-1, N % n), as in DuckDB's NTILE. So the
+   rows at those n-1 positions (the boundaries) are found by a narrow sort of the ORDER BY values,
+   and each row's bucket is 1 + the number of boundaries it sorts at or after, compared value by
+   value in the window's order (direction and NULL placement). Only windows ending in the entity
+   key are rewritten: the key breaks every tie, so positions, hence buckets, are those NTILE gives.
 """
 
 from __future__ import annotations
@@ -40,8 +39,9 @@ ROW_COUNT = "segsql_rows"
 def prune_unread(query: exp.Select) -> None:
     """Drop, in place, the features of `query`'s CTEs that its outer SELECT does not depend on,
     then the aggregate CTEs (and their joins) left unread."""
+    # column names, not (CTE, name) pairs: a superset of what is read, so nothing read is dropped
     needed = _columns_in(query.expressions)
-    for cte in reversed(query.ctes):
+    for cte in reversed(query.ctes):  # each CTE reads only earlier ones
         select = cte.this
         if _is_layer(select):
             kept = [e for e in select.expressions if e.alias_or_name in needed]
