@@ -1373,7 +1373,20 @@ def _add_to_state(bundle: _Bundle, change: exp.Select, state: str) -> list[exp.E
         )
     )
     previous, bundle.state = bundle.state, state
-    return [_temp_table(state, joined), _drop(previous)]
+    return [_temp_table(state, _without_empty_keys(bundle, joined)), _drop(previous)]
+
+
+def _without_empty_keys(bundle: _Bundle, state: exp.Select) -> exp.Select:
+    """The state without the keys that have no row left in any window, when every group has a
+    window: such a key reads as one missing from the state (every feature NULL, then its
+    default) and adds to a later change as zeros would (its parts are exact sums of no rows).
+    Without this the state of a bundle of windows keeps every key that ever had a row: 812k of
+    1M customers for the events of a 52-week backfill, against 487k with a row in a window."""
+    if any(group.window is None for group in bundle.groups):
+        return state  # a lifetime group's rows never leave
+    zero = exp.Literal.number(0)
+    kept = exp.or_(*[exp.column(group.rows()).neq(zero) for group in bundle.groups])
+    return exp.select("*").from_(state.subquery("segsql_state")).where(kept)
 
 
 def _combined(part: _Part, old: exp.Expr, new: exp.Expr) -> exp.Expr:

@@ -993,6 +993,11 @@ entities:
         expr: sum(cast(code as double))
       - name: recent_twice             # derived, read from the shared columns
         expr: recent_orders * 2
+      - name: signups_30d              # a bundle of windows only: keys leave its state
+        from: {table: customers, key: customer_id, time: signup_at}
+        expr: count(*)
+        window: 30 days
+        default: 0
 segments:
   - {name: recent, entity: customer, where: recent_orders > 0}
   - {name: valuable, entity: customer, where: value_2m >= 5}
@@ -1003,6 +1008,8 @@ segments:
   - {name: busy, entity: customer, where: recent_twice >= 4}
   - {name: no_value, entity: customer, where: value_2m is null}
   - {name: quiet, entity: customer, where: days_quiet >= 20}
+  - {name: just_joined, entity: customer, where: signups_30d > 0}
+  - {name: settled, entity: customer, where: signups_30d = 0}
 """
 
 RUNNING_ORDERS = [
@@ -1049,6 +1056,8 @@ def test_running_aggregates_equal_per_date_backfill(tmp_path: Path) -> None:
         "busy",
         "no_value",
         "quiet",
+        "just_joined",
+        "settled",
     }
 
 
@@ -1111,6 +1120,7 @@ def test_running_aggregates_share_only_exact_aggregates(tmp_path: Path) -> None:
             frozenset({"value_2m"}),
             frozenset({"orders_today"}),
             frozenset({"last_order_at", "days_quiet"}),
+            frozenset({"signups_30d"}),
         ],
         key=sorted,
     )
