@@ -24,6 +24,7 @@ keys alike, and both engines render an integer the same way (`42` -> `'42'`).
 from __future__ import annotations
 
 import calendar
+import contextlib
 import datetime as dt
 import functools
 import itertools
@@ -50,6 +51,7 @@ from segsql.kpis import (
     result_formats,
 )
 from segsql.model import Project, Window
+from segsql.narrow import ntile_by_boundaries, prune_unread
 from segsql.pipeline import effective_vars
 from segsql.run import DuckDBRunner, Runner
 from segsql.select import select_segments
@@ -618,7 +620,12 @@ def features_statement(
     query = exp.select(*(columns or ["*"])).from_(relation)
     for cte in features.ctes:
         query = query.with_(cte.alias, as_=cte.this.copy(), copy=False)
-    return _temp_table(features_scratch(entity), query.with_(relation, as_=body, copy=False))
+    query = query.with_(relation, as_=body, copy=False)
+    if columns and "*" not in columns:  # a snapshot run (a compiled script keeps every column)
+        prune_unread(query)
+        if target.engine.name == "duckdb":
+            ntile_by_boundaries(query, entity.key)
+    return _temp_table(features_scratch(entity), query)
 
 
 def _union_all(parts: list[exp.Expr]) -> exp.Union:
@@ -750,6 +757,7 @@ def backfill(
     days = sorted(set(dates))
     running = _running_aggregates(runner, days) if share_work else None
     carried: CarriedMembership | None = None
+    checkpoints = _deferred_checkpoints(runner) if share_work and len(days) > 1 else None
     try:
         for day in days:
             compiled = compile_at(day)
@@ -774,7 +782,36 @@ def backfill(
             running.close()
         if carried is not None:
             runner.execute_all(carried.close())
+        if checkpoints is not None:
+            checkpoints()
     return runs
+
+
+# DuckDB checkpoints (writes the WAL into the database file) at the first commit after the WAL
+# passes `checkpoint_threshold` (16 MiB): in a backfill of the example project that is nearly
+# every date, each checkpoint rewriting the row groups of segment_history the date's UPDATE
+# touched (1M customers, 8 weeks: 2.3 s of commits against 0.4 s with one checkpoint at the end).
+# So a backfill raises the threshold and checkpoints once when it ends. Each date stays its own
+# transaction, durable when it commits (the WAL is written and synced at every commit).
+BACKFILL_CHECKPOINT_THRESHOLD = "1GB"
+
+
+def _deferred_checkpoints(runner: Runner) -> Callable[[], None] | None:
+    """On DuckDB, raise the checkpoint threshold; returns what restores it and checkpoints."""
+    if not isinstance(runner, DuckDBRunner):
+        return None
+    connection = runner.connection
+    row = connection.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
+    previous = exp.Literal.string(str(row[0]) if row else "16MiB").sql("duckdb")
+    connection.execute(f"SET checkpoint_threshold = '{BACKFILL_CHECKPOINT_THRESHOLD}'")
+
+    def restore() -> None:
+        connection.execute(f"SET checkpoint_threshold = {previous}")
+        # a failed checkpoint (duckdb.Error) loses nothing: DuckDB checkpoints again on close
+        with contextlib.suppress(Exception):
+            connection.execute("CHECKPOINT")
+
+    return restore
 
 
 def logged_since(runner: Runner, first: dt.date) -> set[tuple[str, dt.date]]:
@@ -1359,7 +1396,20 @@ def _add_to_state(bundle: _Bundle, change: exp.Select, state: str) -> list[exp.E
         )
     )
     previous, bundle.state = bundle.state, state
-    return [_temp_table(state, joined), _drop(previous)]
+    return [_temp_table(state, _without_empty_keys(bundle, joined)), _drop(previous)]
+
+
+def _without_empty_keys(bundle: _Bundle, state: exp.Select) -> exp.Select:
+    """The state without the keys that have no row left in any window, when every group has a
+    window: such a key reads as one missing from the state (every feature NULL, then its
+    default) and adds to a later change as zeros would (its parts are exact sums of no rows).
+    Without this the state of a bundle of windows keeps every key that ever had a row: 812k of
+    1M customers for the events of a 52-week backfill, against 487k with a row in a window."""
+    if any(group.window is None for group in bundle.groups):
+        return state  # a lifetime group's rows never leave
+    zero = exp.Literal.number(0)
+    kept = exp.or_(*[exp.column(group.rows()).neq(zero) for group in bundle.groups])
+    return exp.select("*").from_(state.subquery("segsql_state")).where(kept)
 
 
 def _combined(part: _Part, old: exp.Expr, new: exp.Expr) -> exp.Expr:

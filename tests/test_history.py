@@ -355,6 +355,23 @@ def test_backfill_equals_single_date_snapshots(tmp_path: Path) -> None:
     assert history_rows(backfilled) == history_rows(one_by_one) == expected_rows(days)
 
 
+def test_a_backfill_checkpoints_once_and_restores_the_threshold(tmp_path: Path) -> None:
+    """Checkpoints are deferred to the end of a backfill (see `_deferred_checkpoints`): the
+    dates are all in the database file afterwards, and the connection's setting is as before."""
+    root = write_project(tmp_path)
+    runner, compile_at = open_project(root)
+    setting = "SELECT current_setting('checkpoint_threshold')"
+    try:
+        runner.connection.execute("SET checkpoint_threshold = '8MiB'")
+        backfill(runner, compile_at, MONTH_ENDS, None)  # type: ignore[arg-type]
+        assert runner.connection.execute(setting).fetchone() == ("8.0 MiB",)
+    finally:
+        runner.close()
+    wal = root / "hist.duckdb.wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert history_rows(root) == expected_rows(MONTH_ENDS)
+
+
 def test_rerun_replaces_and_never_duplicates(tmp_path: Path) -> None:
     root = write_project(tmp_path)
     snapshot(root, MONTH_ENDS)
@@ -976,6 +993,11 @@ entities:
         expr: sum(cast(code as double))
       - name: recent_twice             # derived, read from the shared columns
         expr: recent_orders * 2
+      - name: signups_30d              # a bundle of windows only: keys leave its state
+        from: {table: customers, key: customer_id, time: signup_at}
+        expr: count(*)
+        window: 30 days
+        default: 0
 segments:
   - {name: recent, entity: customer, where: recent_orders > 0}
   - {name: valuable, entity: customer, where: value_2m >= 5}
@@ -986,6 +1008,8 @@ segments:
   - {name: busy, entity: customer, where: recent_twice >= 4}
   - {name: no_value, entity: customer, where: value_2m is null}
   - {name: quiet, entity: customer, where: days_quiet >= 20}
+  - {name: just_joined, entity: customer, where: signups_30d > 0}
+  - {name: settled, entity: customer, where: signups_30d = 0}
 """
 
 RUNNING_ORDERS = [
@@ -1032,6 +1056,8 @@ def test_running_aggregates_equal_per_date_backfill(tmp_path: Path) -> None:
         "busy",
         "no_value",
         "quiet",
+        "just_joined",
+        "settled",
     }
 
 
@@ -1094,6 +1120,7 @@ def test_running_aggregates_share_only_exact_aggregates(tmp_path: Path) -> None:
             frozenset({"value_2m"}),
             frozenset({"orders_today"}),
             frozenset({"last_order_at", "days_quiet"}),
+            frozenset({"signups_30d"}),
         ],
         key=sorted,
     )
