@@ -125,6 +125,15 @@ def feature_query(entity: Entity, target: Target) -> exp.Select:
     return _qualify_sources(query, target) if target.source_schema else query
 
 
+def feature_ctes(entity: Entity, target: Target) -> list[tuple[str, exp.Query]]:
+    """The feature relation inlined as CTEs (its own CTEs first, then its query under the
+    relation's name), so a query that reads it stands alone. The trees are fresh."""
+    features = feature_query(entity, target)  # a copy: its parts are ours
+    ctes: list[tuple[str, exp.Query]] = [(cte.alias, cte.this) for cte in features.ctes]
+    features.set("with_", None)
+    return [*ctes, (entity.relation_name, features)]
+
+
 def _qualify_sources(query: exp.Select, target: Target) -> exp.Select:
     """Source tables of a feature query (a fresh copy) in the target's source schema, in place:
     every table named without a schema that is not one of the query's own CTEs."""
@@ -280,12 +289,8 @@ def segment_query(
     )
     query = with_where(query, predicate)
     if standalone:
-        features = feature_query(entity, target)
-        body = features.copy()
-        body.set("with_", None)
-        for cte in features.ctes:
-            query = query.with_(cte.alias, as_=cte.this)
-        query = query.with_(entity.relation_name, as_=body)
+        for alias, body in feature_ctes(entity, target):
+            query = query.with_(alias, as_=body, copy=False)
     return query
 
 
@@ -535,10 +540,7 @@ class SegmentPrinter:
         `features`."""
 
         def make() -> tuple[tuple[str, str], ...]:
-            relation = feature_query(self.compiled.entities[entity], self.target)  # a copy
-            ctes = [(cte.alias, cte.this) for cte in relation.ctes]
-            relation.set("with_", None)
-            ctes.append((self.compiled.entities[entity].relation_name, relation))
+            ctes = feature_ctes(self.compiled.entities[entity], self.target)
             return tuple((name, to_sql(query, self.target, copy=False)) for name, query in ctes)
 
         key = self.compiled.entity_fingerprints.get(entity)

@@ -39,7 +39,7 @@ from segsql.build import (
     resolve_columns,
 )
 from segsql.dialects import lower_portable
-from segsql.emit import SegmentPrinter, Target, feature_query, to_sql, with_where
+from segsql.emit import SegmentPrinter, Target, to_sql, with_where
 from segsql.errors import ErrorCollector, Location, SpecError, did_you_mean
 from segsql.model import Expr, KpiDef
 from segsql.render import renderer_for
@@ -536,14 +536,6 @@ def _union_branch(
     branch = exp.select(segment, *_aggregates(plan, texts), copy=False)
     branch = branch.from_(plan.entity.relation_name, copy=False)
     return with_where(branch, predicate) if predicate is not None else branch
-
-
-def feature_ctes(entity: Entity, target: Target) -> list[tuple[str, exp.Query]]:
-    """The feature relation inlined as CTEs (its own CTEs first), so the query stands alone."""
-    features = feature_query(entity, target)
-    body = features.copy()
-    body.set("with_", None)
-    return [(cte.alias, cte.this) for cte in features.ctes] + [(entity.relation_name, body)]
 
 
 def _members(plan: KpiPlan, texts: KpiTexts) -> exp.Select:

@@ -17,8 +17,7 @@ from sqlglot import exp
 
 from segsql.build import CompiledProject
 from segsql.dialects import lower_portable
-from segsql.emit import Target
-from segsql.kpis import feature_ctes
+from segsql.emit import Target, feature_ctes
 
 FLAGS_CTE = "segsql_flags"
 

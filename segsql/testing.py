@@ -25,7 +25,7 @@ from sqlglot import exp
 
 from segsql.build import CompiledProject, Segment
 from segsql.dialects import lower_portable
-from segsql.emit import Target, feature_query
+from segsql.emit import Target, feature_ctes
 from segsql.errors import ExecutionError, Location, SpecError
 from segsql.model import DataTest
 from segsql.run import Runner
@@ -253,12 +253,7 @@ def with_members(
     """Attach the CTEs the checks read: the feature relation (inline) and each segment's members."""
     ctes: list[tuple[str, exp.Query]] = []
     if not deployed:
-        entity = compiled.entities[plan.entity]
-        features = feature_query(entity, target)
-        body = features.copy()
-        body.set("with_", None)
-        ctes += [(cte.alias, cte.this) for cte in features.ctes]
-        ctes.append((entity.relation_name, body))
+        ctes += feature_ctes(compiled.entities[plan.entity], target)
     for name in compiled.segments:  # dependency order
         if name in plan.segments:
             ctes.append((members_cte(name), member_query(compiled, name, target, deployed)))
