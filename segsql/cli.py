@@ -80,7 +80,7 @@ class _LazyConsole:
             self._console = Console(**self._options)
             if not self._console.is_terminal and "COLUMNS" not in os.environ:
                 # a log or a pipe (CI) has no width: rich would cut tables at 80 columns
-                self._console = Console(width=PIPED_WIDTH, **self._options)
+                self._console.width = PIPED_WIDTH
         return getattr(self._console, name)
 
     def reset(self) -> None:
