@@ -307,18 +307,22 @@ def snapshot_statements(
     flips = exp.Schema(this=exp.to_table(FLIPS_SCRATCH), expressions=_column_defs(FLIPS_COLUMNS))
     statements: list[exp.Expr] = [exp.Create(this=flips, kind="TABLE", properties=_temporary())]
     scratch = [FLIPS_SCRATCH]
+    views: list[str] = []
     for entity_name in _entities_of(compiled, plan.written):
         entity = compiled.entities[entity_name]
         names = [n for n in plan.written if compiled.segments[n].entity == entity_name]
         read = (
             None if printed else _columns_read(entity, target, [plan.predicates[n] for n in names])
         )
-        statements.append(features_statement(entity, target, read))
+        # Read by the date's mask alone, the features need not be written: as a view, DuckDB
+        # computes the mask as it computes them (1M customers: ~0.2 s of a date saved)
+        as_view = carried is not None and carried.carries(entity, names, plan.as_of)
+        statements.append(features_statement(entity, target, read, as_view))
         flips_in = flips_statement(
             target, plan.as_of, names, members_query(entity, names, plan, printed)
         )
         statements += carried.flips(entity, names, plan, flips_in) if carried else [flips_in]
-        scratch.append(features_scratch(entity))
+        (views if as_view else scratch).append(features_scratch(entity))
     if carried is not None and carried.appends(plan.written, plan.as_of):
         statements += append_statements(target, plan.as_of)
     else:
@@ -342,7 +346,8 @@ def snapshot_statements(
         )
     )
     scratch += [OLD_SCRATCH, CHANGED_SCRATCH, NEW_SCRATCH]
-    return statements + [_drop(table) for table in scratch]
+    drops = [_drop(table) for table in scratch] + [_drop(view, "VIEW") for view in views]
+    return statements + drops
 
 
 # The splice of one date D into the intervals of the written segments. For a segment S,
@@ -603,10 +608,10 @@ def members_query(
 
 
 def features_statement(
-    entity: Entity, target: Target, columns: Sequence[str] | None = None
+    entity: Entity, target: Target, columns: Sequence[str] | None = None, as_view: bool = False
 ) -> exp.Create:
     """CREATE TEMPORARY TABLE segsql_<relation> AS the entity's feature relation (`columns` of
-    it, else all), once per date.
+    it, else all), once per date; a temporary view when one query alone reads it (`as_view`).
 
     Materialized because every segment's branch reads it: as one CTE of a 50-branch union,
     DuckDB recomputed parts of it per branch (1M customers: 5 s for the members against 3.5 s
@@ -619,7 +624,7 @@ def features_statement(
         prune_unread(query)
         if target.engine.name == "duckdb":
             ntile_by_boundaries(query, entity.key)
-    return _temp_table(features_scratch(entity), query)
+    return _temp_table(features_scratch(entity), query, "VIEW" if as_view else "TABLE")
 
 
 def _union_all(parts: list[exp.Expr]) -> exp.Union:
@@ -881,7 +886,8 @@ class CarriedMembership:
         mask = _Mask(f"{MASK_TABLE}_{next(self._tables)}", tuple(names), plan.as_of)
         statements: list[exp.Expr] = [_temp_table(mask.table, mask_query(entity, mask, plan))]
         before = self._masks.get(entity.name)
-        if before is not None and self._covers(before, mask):
+        if self.carries(entity, names, plan.as_of):
+            assert before is not None
             statements += mask_flips(mask, before)
         else:
             statements.append(default)
@@ -889,6 +895,12 @@ class CarriedMembership:
             statements.append(_drop(before.table))
         self._masks[entity.name] = mask
         return statements
+
+    def carries(self, entity: Entity, names: Sequence[str], day: dt.date) -> bool:
+        """Whether the flips on `day` come from the previous date's mask (`flips`): then the
+        date's mask is the only reader of the entity's features."""
+        before = self._masks.get(entity.name)
+        return before is not None and self._covers(before, tuple(names), day)
 
     def appends(self, names: Sequence[str], day: dt.date) -> bool:
         """Whether no snapshot of the segments is logged on or after `day` (`append_statements`).
@@ -898,13 +910,13 @@ class CarriedMembership:
     def close(self) -> list[exp.Expr]:
         return [_drop(mask.table) for mask in self._masks.values()]
 
-    def _covers(self, before: _Mask, now: _Mask) -> bool:
-        """Whether the intervals covering now.as_of are the members of before.as_of: the same
-        segments, none of them logged in between (or on now.as_of, a date run again)."""
-        if before.names != now.names:
+    def _covers(self, before: _Mask, names: tuple[str, ...], day: dt.date) -> bool:
+        """Whether the intervals covering `day` are the members of before.as_of: the same
+        segments, none of them logged in between (or on `day`, a date run again)."""
+        if before.names != names:
             return False
         return not any(
-            name in now.names and before.as_of < day <= now.as_of for name, day in self._logged
+            name in names and before.as_of < logged <= day for name, logged in self._logged
         )
 
 
@@ -1421,14 +1433,12 @@ def _combined(part: _Part, old: exp.Expr, new: exp.Expr) -> exp.Expr:
     )
 
 
-def _temp_table(name: str, query: exp.Query) -> exp.Create:
-    return exp.Create(
-        this=exp.to_table(name), kind="TABLE", expression=query, properties=_temporary()
-    )
+def _temp_table(name: str, query: exp.Query, kind: str = "TABLE") -> exp.Create:
+    return exp.Create(this=exp.to_table(name), kind=kind, expression=query, properties=_temporary())
 
 
-def _drop(table: str) -> exp.Drop:
-    return exp.Drop(tables=[exp.to_table(table)], kind="TABLE", exists=True)
+def _drop(table: str, kind: str = "TABLE") -> exp.Drop:
+    return exp.Drop(tables=[exp.to_table(table)], kind=kind, exists=True)
 
 
 def _rows_between(
