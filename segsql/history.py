@@ -765,7 +765,7 @@ def backfill(
                 recorded = recorded_freezes(runner, compiled)
                 _record_freezes(runner, compile_at, compiled, names, max(dates), recorded)
                 if share_work and len(days) > 1:  # after the freezes: they are logged dates too
-                    carried = CarriedMembership(logged_since(runner, days[0]))
+                    carried = CarriedMembership(logged_since(runner, days[0]), runner)
             plan = plan_snapshot(compiled, names, recorded, runner.target)
             statements = snapshot_statements(compiled, runner.target, plan, carried=carried)
             if running is not None:
@@ -872,10 +872,12 @@ class _Mask:
 class CarriedMembership:
     """The masks of one backfill, carried from each date to the next (see above)."""
 
-    def __init__(self, logged: set[tuple[str, dt.date]]):
+    def __init__(self, logged: set[tuple[str, dt.date]], runner: Runner):
         self._logged = logged  # snapshots logged before the backfill, from its first date on
         self._masks: dict[str, _Mask] = {}  # entity -> its mask on the previous date
         self._tables = itertools.count(1)
+        self._runner = runner
+        self._unique: dict[str, bool] = {}  # entity -> whether no key is in its table twice
 
     def flips(
         self, entity: Entity, names: Sequence[str], plan: SnapshotPlan, default: exp.Expr
@@ -884,7 +886,10 @@ class CarriedMembership:
         the FULL JOIN, when the previous mask does not hold what history covers) and keeping
         the date's mask for the next date."""
         mask = _Mask(f"{MASK_TABLE}_{next(self._tables)}", tuple(names), plan.as_of)
-        statements: list[exp.Expr] = [_temp_table(mask.table, mask_query(entity, mask, plan))]
+        if entity.name not in self._unique:
+            self._unique[entity.name] = _unique_keys(self._runner, entity)
+        query = mask_query(entity, mask, plan, self._unique[entity.name])
+        statements: list[exp.Expr] = [_temp_table(mask.table, query)]
         before = self._masks.get(entity.name)
         if self.carries(entity, names, plan.as_of):
             assert before is not None
@@ -924,10 +929,13 @@ def _mask_words(count: int) -> range:
     return range((count + MASK_BITS - 1) // MASK_BITS)
 
 
-def mask_query(entity: Entity, mask: _Mask, plan: SnapshotPlan) -> exp.Select:
+def mask_query(
+    entity: Entity, mask: _Mask, plan: SnapshotPlan, unique_keys: bool = False
+) -> exp.Select:
     """Per key of the date's features: word w has bit b set when the key is a member of
     names[w * MASK_BITS + b]. BIT_OR over a key's rows: a key twice in the entity table is a
-    member when one of its rows is (as in `member_select`)."""
+    member when one of its rows is (as in `member_select`); with `unique_keys` (checked by
+    `_unique_keys`) each row is a key's and needs no GROUP BY (~0.1 s of a 1M-key date)."""
     key = exp.column(entity.key)
     query = exp.select(exp.alias_(key, KEY_ALIAS)).from_(features_scratch(entity))
     for word in _mask_words(len(mask.names)):
@@ -936,8 +944,23 @@ def mask_query(entity: Entity, mask: _Mask, plan: SnapshotPlan) -> exp.Select:
         for bit, name in enumerate(names):
             member = exp.If(this=plan.predicates[name].copy(), true=exp.Literal.number(1 << bit))
             total = exp.Add(this=total, expression=exp.Case(ifs=[member], default=_zero()))
-        query = query.select(exp.alias_(exp.func("BIT_OR", total), f"segsql_mask_{word}"))
-    return query.group_by(key.copy())
+        word_value = total if unique_keys else exp.func("BIT_OR", total)
+        query = query.select(exp.alias_(word_value, f"segsql_mask_{word}"))
+    return query if unique_keys else query.group_by(key.copy())
+
+
+def _unique_keys(runner: Runner, entity: Entity) -> bool:
+    """Whether no key is in the entity's table twice: then none is in any date's rows (a subset
+    of the table's: `time:` keeps those that existed on the date)."""
+    relation = feature_query(entity, runner.target)  # its source named as the target reads it
+    rows = next((cte.this for cte in relation.ctes if cte.alias == "entity_rows"), None)
+    if not isinstance(rows, exp.Select) or rows.args.get("from_") is None:
+        return False
+    key = exp.column(entity.key)
+    distinct = exp.Count(this=exp.Distinct(expressions=[key]))
+    same = exp.EQ(this=exp.Count(this=exp.Star()), expression=distinct)
+    found = runner.query(exp.select(same).from_(rows.args["from_"].this.copy()))
+    return bool(found and found[0][0])
 
 
 def _zero() -> exp.Expr:

@@ -28,6 +28,7 @@ from segsql.history import (
     Compile,
     Every,
     RunningAggregates,
+    _unique_keys,
     backfill,
     compiler_for,
     flows,
@@ -353,6 +354,29 @@ def test_backfill_equals_single_date_snapshots(tmp_path: Path) -> None:
     for day in reversed(days):  # order does not matter
         snapshot(one_by_one, [day])
     assert history_rows(backfilled) == history_rows(one_by_one) == expected_rows(days)
+
+
+def test_a_key_twice_in_the_entity_table_is_one_member_in_a_backfill(tmp_path: Path) -> None:
+    """A backfill's masks group a key's rows unless no key is in the entity table twice (the
+    check `_unique_keys` makes once per entity). Customer 3 is listed again, signed up earlier:
+    it exists from then, and is one member however many of its rows are."""
+    days = snapshot_dates(D(2024, 1, 7), D(2024, 3, 31), Every.week)
+    roots = {name: write_project(tmp_path / name) for name in ("backfill", "single")}
+    for root in roots.values():
+        with (root / "data" / "customers.csv").open("a") as seeds:
+            seeds.write("3,2024-01-15\n")
+    snapshot(roots["backfill"], days)
+    for day in days:
+        snapshot(roots["single"], [day])
+    assert history_rows(roots["backfill"]) == history_rows(roots["single"])
+    assert ("prospect", "3", D(2024, 1, 21)) in history_rows(roots["backfill"])
+    for root, unique in ((roots["backfill"], False), (write_project(tmp_path / "once"), True)):
+        runner, compile_at = open_project(root)
+        try:
+            entity = compile_at(days[0]).entities["customer"]  # type: ignore[attr-defined]
+            assert _unique_keys(runner, entity) is unique
+        finally:
+            runner.close()
 
 
 def test_a_backfill_checkpoints_once_and_restores_the_threshold(tmp_path: Path) -> None:
