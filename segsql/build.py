@@ -624,7 +624,7 @@ def feature_relation_query(
         exp.alias_(exp.to_table("entity_rows"), ENTITY_ALIAS, table=True)
     )
     for alias, condition in joins:
-        base = base.join(exp.to_table(alias), on=condition, join_type="left")
+        base = base.join(exp.to_table(alias), on=condition, join_type="left", copy=False)
     ctes.append(("source_features", base))
     available = [c for c in columns] + [f.name for f in features if f.definition.source is not None]
     last = "source_features"
@@ -635,8 +635,8 @@ def feature_relation_query(
         last = name
     order = [*columns, *(f.name for f in features)]
     final = exp.select(*[exp.column(c) for c in order]).from_(last)
-    for name, query in ctes:
-        final = final.with_(name, as_=query)
+    for name, query in ctes:  # fresh trees: copying the growing query per CTE is quadratic
+        final = final.with_(name, as_=query, copy=False)
     return final
 
 

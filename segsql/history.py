@@ -311,17 +311,12 @@ def snapshot_statements(
     for entity_name in _entities_of(compiled, plan.written):
         entity = compiled.entities[entity_name]
         names = [n for n in plan.written if compiled.segments[n].entity == entity_name]
-        read = (
-            None if printed else _columns_read(entity, target, [plan.predicates[n] for n in names])
-        )
         # Read by the date's mask alone, the features need not be written: as a view, DuckDB
         # computes the mask as it computes them (1M customers: ~0.2 s of a date saved)
         as_view = carried is not None and carried.carries(entity, names, plan.as_of)
-        statements.append(features_statement(entity, target, read, as_view))
-        flips_in = flips_statement(
-            target, plan.as_of, names, members_query(entity, names, plan, printed)
-        )
-        statements += carried.flips(entity, names, plan, flips_in) if carried else [flips_in]
+        read = None if printed else _columns_read(entity, [plan.predicates[n] for n in names])
+        features = features_statement(entity, target, read, as_view)
+        statements += [features, *_flips_statements(entity, names, target, plan, printed, carried)]
         (views if as_view else scratch).append(features_scratch(entity))
     if carried is not None and carried.appends(plan.written, plan.as_of):
         statements += append_statements(target, plan.as_of)
@@ -348,6 +343,24 @@ def snapshot_statements(
     scratch += [OLD_SCRATCH, CHANGED_SCRATCH, NEW_SCRATCH]
     drops = [_drop(table) for table in scratch] + [_drop(view, "VIEW") for view in views]
     return statements + drops
+
+
+def _flips_statements(
+    entity: Entity,
+    names: Sequence[str],
+    target: Target,
+    plan: SnapshotPlan,
+    printed: PartPrinter | None,
+    carried: CarriedMembership | None,
+) -> list[exp.Expr]:
+    """Fill segsql_flips with the keys entering or leaving the entity's segments on the date:
+    from the previous date's mask in a backfill, else by the FULL JOIN (built only then)."""
+
+    def full_join() -> exp.Expr:
+        members = members_query(entity, names, plan, printed)
+        return flips_statement(target, plan.as_of, names, members)
+
+    return carried.flips(entity, names, plan, full_join) if carried else [full_join()]
 
 
 # The splice of one date D into the intervals of the written segments. For a segment S,
@@ -568,12 +581,12 @@ def member_select(entity: Entity, name: str, plan: SnapshotPlan) -> exp.Select:
     return with_where(query, predicate)
 
 
-def _columns_read(entity: Entity, target: Target, predicates: Sequence[exp.Expr]) -> list[str]:
+def _columns_read(entity: Entity, predicates: Sequence[exp.Expr]) -> list[str]:
     """The feature relation's columns the predicates read, and the key: the scratch table holds
     only these, so features no segment reads (and the window functions computing them) are not
     computed, and fewer columns are carried through the ones that are. (A compile does not do
     this: it would resolve every segment, which its cache avoids; its script keeps them all.)"""
-    outputs = feature_query(entity, target).named_selects
+    outputs = entity.query.named_selects  # lowering for the target keeps the names
     if "*" in outputs:
         return ["*"]
     read = {c.name for p in predicates for c in p.find_all(exp.Column)} | {entity.key}
@@ -880,7 +893,11 @@ class CarriedMembership:
         self._unique: dict[str, bool] = {}  # entity -> whether no key is in its table twice
 
     def flips(
-        self, entity: Entity, names: Sequence[str], plan: SnapshotPlan, default: exp.Expr
+        self,
+        entity: Entity,
+        names: Sequence[str],
+        plan: SnapshotPlan,
+        default: Callable[[], exp.Expr],
     ) -> list[exp.Expr]:
         """Statements filling segsql_flips for the entity's segments on plan.as_of (`default`,
         the FULL JOIN, when the previous mask does not hold what history covers) and keeping
@@ -895,7 +912,7 @@ class CarriedMembership:
             assert before is not None
             statements += mask_flips(mask, before)
         else:
-            statements.append(default)
+            statements.append(default())
         if before is not None:
             statements.append(_drop(before.table))
         self._masks[entity.name] = mask

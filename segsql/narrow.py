@@ -285,7 +285,9 @@ def _bucket(window: exp.Window, number: int) -> exp.Expr:
     terms: list[exp.Expr] = [exp.Literal.number(1)]
     for bucket in range(2, _buckets(window) + 1):
         bound = [exp.column(_boundary(number, bucket, p)) for p in range(len(ordered))]
-        reached = exp.and_(exp.column(_boundary(number, bucket)), _at_or_after(ordered, bound))
+        reached = exp.and_(
+            exp.column(_boundary(number, bucket)), _at_or_after(ordered, bound), copy=False
+        )
         terms.append(
             exp.Case(
                 ifs=[exp.If(this=reached, true=exp.Literal.number(1))],
@@ -302,7 +304,8 @@ def _at_or_after(ordered: Sequence[exp.Ordered], bound: Sequence[exp.Expr]) -> e
     result: exp.Expr = exp.true()
     for item, value in reversed(list(zip(ordered, bound, strict=True))):
         same = exp.NullSafeEQ(this=item.this.copy(), expression=value.copy())
-        result = exp.or_(_after(item, value), exp.and_(same, result))
+        # copy=False: every part is a fresh tree (copying the growing result is quadratic)
+        result = exp.or_(_after(item, value), exp.and_(same, result, copy=False), copy=False)
     return exp.paren(result)
 
 
@@ -314,10 +317,13 @@ def _after(item: exp.Ordered, bound: exp.Expr) -> exp.Expr:
     if item.args.get("nulls_first"):  # NULLs come first: a NULL is after nothing
         return exp.and_(
             mine.copy().is_(exp.null()).not_(),
-            exp.paren(exp.or_(bound.copy().is_(exp.null()), beyond)),
+            exp.paren(exp.or_(bound.copy().is_(exp.null()), beyond, copy=False)),
+            copy=False,
         )
     return exp.and_(
-        bound.copy().is_(exp.null()).not_(), exp.paren(exp.or_(mine.copy().is_(exp.null()), beyond))
+        bound.copy().is_(exp.null()).not_(),
+        exp.paren(exp.or_(mine.copy().is_(exp.null()), beyond, copy=False)),
+        copy=False,
     )
 
 

@@ -117,7 +117,7 @@ def test_the_snapshot_features_hold_the_relation_s_values(tmp_path: Path) -> Non
         names = select_segments(compiled, None)
         plan = plan_snapshot(compiled, names, set(), runner.target)
         entity = compiled.entities["customer"]
-        columns = _columns_read(entity, runner.target, [plan.predicates[n] for n in names])
+        columns = _columns_read(entity, [plan.predicates[n] for n in names])
         assert "order_days" not in columns and "unread_derived" not in columns
         statement = features_statement(entity, runner.target, columns)
         assert "COUNT(DISTINCT" not in to_sql(statement, runner.target)  # its CTE is pruned
