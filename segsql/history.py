@@ -1074,6 +1074,7 @@ def _flips_of(name: str, index: int) -> exp.Select:
 
 RUNNING_TABLE = "segsql_running"
 DAY = "segsql_day"  # the staged rows' CAST(time AS DATE)
+GROUP_ROWS = "segsql_group_rows"  # a group's row count, in a value decomposed into parts
 # Types whose sums are exact, so adding and subtracting partial sums gives the same total.
 EXACT_SUM_TYPE = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|DECIMAL\(\d+,\s*\d+\))$")
 
@@ -1088,7 +1089,8 @@ def _running_aggregates(runner: Runner, days: Sequence[dt.date]) -> RunningAggre
 
 @dataclass(frozen=True)
 class _Part:
-    """A per-row expression kept per key in the running state, combined with SUM, MAX or MIN."""
+    """A per-row expression kept per key in the running state, combined with SUM, MAX or MIN.
+    (count(*) needs none: it is the group's row count, GROUP_ROWS in a decomposed value.)"""
 
     combine: str
     row_value: exp.Expr
@@ -1217,6 +1219,7 @@ class RunningAggregates:
         """The aggregate CTE read from its bundle's state: a key with no rows of the group has
         NULL features, as a key missing from the aggregate would."""
         columns = {f"p{i}": group.part(i) for i in range(len(group.parts))}
+        columns[GROUP_ROWS] = group.rows()
 
         def rename(node: exp.Expr) -> exp.Expr:
             if isinstance(node, exp.Column) and node.name in columns:
@@ -1522,6 +1525,13 @@ def _decompose(expression: exp.Expr, parts: list[_Part], lifetime: bool) -> exp.
             return None
 
     def part(combine: str, row_value: exp.Expr) -> exp.Expr:
+        """A column for the part: the group's row count for count(*), an equal part once (the
+        state's columns are written on every date)."""
+        if combine == "SUM" and row_value == exp.Literal.number(1):
+            return exp.column(GROUP_ROWS)
+        for number, known in enumerate(parts):
+            if (known.combine, known.row_value) == (combine, row_value):
+                return exp.column(f"p{number}")
         parts.append(_Part(combine, row_value))
         return exp.column(f"p{len(parts) - 1}")
 
