@@ -27,7 +27,6 @@ from segsql.errors import ExecutionError, SpecError
 from segsql.history import (
     Compile,
     Every,
-    RunningAggregates,
     _unique_keys,
     backfill,
     compiler_for,
@@ -43,6 +42,7 @@ from segsql.history_plot import render_svg, series_of
 from segsql.load import load_project
 from segsql.postgres import PostgresRunner, load_seeds_postgres
 from segsql.run import DuckDBRunner, load_seeds
+from segsql.running import RunningAggregates
 
 pytest_plugins = ["pg_server"]  # the `pg_database` fixture: a fresh database on a real server
 
