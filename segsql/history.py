@@ -971,7 +971,10 @@ def _unique_keys(runner: Runner, entity: Entity) -> bool:
     key = exp.column(entity.key)
     distinct = exp.Count(this=exp.Distinct(expressions=[key]))
     same = exp.EQ(this=exp.Count(this=exp.Star()), expression=distinct)
-    found = runner.query(exp.select(same).from_(rows.args["from_"].this.copy()))
+    try:
+        found = runner.query(exp.select(same).from_(rows.args["from_"].this.copy()))
+    except ExecutionError:  # unknown is not unique: the masks group a key's rows, as always
+        return False
     return bool(found and found[0][0])
 
 
