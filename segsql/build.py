@@ -40,6 +40,7 @@ FORBIDDEN_NODES: tuple[type[exp.Expr], ...] = (
     exp.Command,
 )
 ENTITY_ALIAS = "e"
+ENTITY_ROWS = "entity_rows"  # the feature relation's CTE of the entity's rows on as_of
 KEY_ALIAS = "segsql_key"
 
 
@@ -598,7 +599,7 @@ def feature_relation_query(
 ) -> exp.Select:
     """WITH entity rows, one aggregate per source group, then layers of derived features."""
     ctes: list[tuple[str, exp.Query]] = [
-        ("entity_rows", _entity_rows(source, columns, entity.time, context.as_of))
+        (ENTITY_ROWS, _entity_rows(source, columns, entity.time, context.as_of))
     ]
     select: list[exp.Expr] = [exp.column(c, table=ENTITY_ALIAS) for c in columns]
     joins: list[tuple[str, exp.Expr]] = []
@@ -621,7 +622,7 @@ def feature_relation_query(
                 value = exp.func("COALESCE", value, exp.convert(feature.definition.default))
             select.append(exp.alias_(value, feature.name))
     base = exp.select(*select).from_(
-        exp.alias_(exp.to_table("entity_rows"), ENTITY_ALIAS, table=True)
+        exp.alias_(exp.to_table(ENTITY_ROWS), ENTITY_ALIAS, table=True)
     )
     for alias, condition in joins:
         base = base.join(exp.to_table(alias), on=condition, join_type="left", copy=False)

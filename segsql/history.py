@@ -36,7 +36,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from segsql.build import KEY_ALIAS, CompiledProject, Entity, build_project
+from segsql.build import ENTITY_ROWS, KEY_ALIAS, CompiledProject, Entity, build_project
 from segsql.dialects import lower_portable
 from segsql.emit import Lowering, Target, feature_ctes, feature_query, to_sql, with_where
 from segsql.errors import ExecutionError, SpecError
@@ -965,7 +965,7 @@ def _unique_keys(runner: Runner, entity: Entity) -> bool:
     """Whether no key is in the entity's table twice: then none is in any date's rows (a subset
     of the table's: `time:` keeps those that existed on the date)."""
     relation = feature_query(entity, runner.target)  # its source named as the target reads it
-    rows = next((cte.this for cte in relation.ctes if cte.alias == "entity_rows"), None)
+    rows = next((cte.this for cte in relation.ctes if cte.alias == ENTITY_ROWS), None)
     if not isinstance(rows, exp.Select) or rows.args.get("from_") is None:
         return False
     key = exp.column(entity.key)
