@@ -28,6 +28,7 @@ from segsql.cli import (
     rich_table,
     user_errors,
 )
+from segsql.drawing import check_plot_path
 from segsql.emit import resolve_target
 from segsql.errors import ExecutionError, SpecError
 from segsql.history import (
@@ -159,7 +160,8 @@ def growth_command(
     end: ToOpt = None,
     output: Annotated[TableFormat, typer.Option("--format", "-f")] = TableFormat.table,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Also write a chart of size over time (.svg).")
+        Path | None,
+        typer.Option("--plot", help="Also write a chart of size over time (.svg or .png)."),
     ] = None,
     kpis: Annotated[
         str | None,
@@ -174,6 +176,8 @@ def growth_command(
 ) -> None:
     """Per segment and period: size, entered, exited, retained, net growth, growth rate (and KPIs)."""
     with user_errors(), _history_runner(target) as (project, runner):
+        if plot is not None:
+            check_plot_path(plot, "growth")  # before the queries: a typo costs no scan
         overrides = parse_vars(var)
         names = select_segments(_definitions(project, overrides, runner, end), selector)
         only = _kpi_names(kpis)

@@ -29,9 +29,8 @@ from segsql.cli import (
     rich_table,
     user_errors,
 )
+from segsql.drawing import check_plot_path, write_drawing
 from segsql.emit import resolve_target
-from segsql.errors import SpecError
-from segsql.files import write_atomic
 from segsql.kpis import (
     BASELINE,
     KpiPlan,
@@ -44,7 +43,7 @@ from segsql.kpis import (
     split_values,
 )
 from segsql.load import load_project
-from segsql.overlap import heatmap_svg, overlap_pairs, overlap_query, plan_overlap
+from segsql.overlap import heatmap, overlap_pairs, overlap_query, plan_overlap
 from segsql.pipeline import effective_vars, parse_vars
 from segsql.run import DuckDBRunner, Runner, load_seeds, open_runner
 from segsql.select import select_segments
@@ -230,20 +229,20 @@ def overlap_command(
     output: TableFormatOpt = TableFormat.table,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Also write a heat map of the --metric (.svg)."),
+        typer.Option("--plot", help="Also write a heat map of the --metric (.svg or .png)."),
     ] = None,
 ) -> None:
     """Pairwise shared members, Jaccard and containment of the selected segments (one query per entity)."""
     with user_errors(), _runner(target, as_of, var) as runner:
         if plot is not None:
-            _check_plot_path(plot)  # before the query: a typo should not cost a warehouse scan
+            check_plot_path(plot, "overlap")  # before the query: a typo costs no scan
         compiled = _compile(as_of, var, runner)
         pairs = []
         for plan in plan_overlap(compiled, select_segments(compiled, select)):
             [counts] = runner.query(overlap_query(compiled, plan, runner.target))
             pairs += overlap_pairs(plan, counts)
         if plot is not None and pairs:
-            write_atomic(plot, heatmap_svg(pairs, metric.value))
+            write_drawing(plot, heatmap(pairs, metric.value))
             err.print(f"wrote {plot}")
     if output is TableFormat.json:
         out.print_json(json.dumps({"as_of": compiled.as_of.isoformat(), "pairs": pairs}))
@@ -251,14 +250,6 @@ def overlap_command(
         _write_csv(list(pairs[0]) if pairs else ["a", "b"], pairs)
     else:
         _print_matrix(pairs, metric)
-
-
-def _check_plot_path(path: Path) -> None:
-    if path.suffix.lower() != ".svg":
-        raise SpecError(
-            f"cannot plot to '{path.name}': only SVG is supported",
-            hint="write --plot overlap.svg (browsers and docs sites show SVG directly)",
-        )
 
 
 def _print_matrix(pairs: list[dict[str, Any]], metric: Metric) -> None:

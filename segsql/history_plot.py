@@ -1,15 +1,25 @@
-"""`segsql growth --plot out.svg`: segment size over time as a dependency-free SVG line chart."""
+"""`segsql growth --plot out.svg|out.png`: segment size over time as a line chart (see drawing.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from html import escape  # not xml.sax.saxutils: it imports urllib (slow start-up)
 from pathlib import Path
 
+from segsql.drawing import (
+    Circle,
+    Drawing,
+    Line,
+    Polyline,
+    Rect,
+    Shape,
+    Text,
+    check_plot_path,
+    to_svg,
+    write_drawing,
+)
 from segsql.errors import SpecError
-from segsql.files import write_atomic
 from segsql.history import Growth
 
 WIDTH, HEIGHT = 760, 400
@@ -34,17 +44,17 @@ def series_of(rows: Sequence[Growth]) -> list[Series]:
 
 
 def write_plot(path: Path, rows: Sequence[Growth]) -> None:
-    if path.suffix.lower() != ".svg":
-        raise SpecError(
-            f"cannot plot to '{path.name}': only SVG is supported",
-            hint="write --plot growth.svg (browsers and docs sites show SVG directly)",
-        )
+    check_plot_path(path, "growth")
     if not rows:
         raise SpecError("nothing to plot: no snapshots in the period", hint="run segsql snapshot")
-    write_atomic(path, render_svg(series_of(rows)))
+    write_drawing(path, growth_chart(series_of(rows)))
 
 
 def render_svg(series: Sequence[Series]) -> str:
+    return to_svg(growth_chart(series))
+
+
+def growth_chart(series: Sequence[Series]) -> Drawing:
     days = [d for s in series for d, _ in s.points]
     first, last = min(days), max(days)
     top = _nice_max(max((n for s in series for _, n in s.points), default=0))
@@ -59,31 +69,17 @@ def render_svg(series: Sequence[Series]) -> str:
     def y(value: float) -> float:
         return TOP + plot_h * (1 - value / top)
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-        f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">',
-        f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
-        "<title>segment size over time</title>",
-    ]
-    parts += _axes(first, last, top, x, y, height)
+    shapes = _axes(first, last, top, x, y, height)
     for index, one in enumerate(series):
         color = PALETTE[index % len(PALETTE)]
-        coords = " ".join(f"{x(d):.1f},{y(n):.1f}" for d, n in one.points)
-        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{coords}"/>')
-        parts += [
-            f'<circle cx="{x(d):.1f}" cy="{y(n):.1f}" r="2.5" fill="{color}">'
-            f"<title>{escape(one.segment, quote=False)} {d}: {n:,}</title></circle>"
-            for d, n in one.points
+        shapes.append(Polyline(tuple((x(d), y(n)) for d, n in one.points), color))
+        shapes += [
+            Circle(x(d), y(n), 2.5, color, tip=f"{one.segment} {d}: {n:,}") for d, n in one.points
         ]
         legend_y = TOP + LEGEND_LINE * index
-        parts.append(
-            f'<rect x="{WIDTH - RIGHT + 15}" y="{legend_y}" width="12" height="12" fill="{color}"/>'
-        )
-        parts.append(
-            f'<text x="{WIDTH - RIGHT + 32}" y="{legend_y + 10}">{escape(one.segment, quote=False)}</text>'
-        )
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+        shapes.append(Rect(WIDTH - RIGHT + 15, legend_y, 12, 12, color))
+        shapes.append(Text(WIDTH - RIGHT + 32, legend_y + 10, one.segment))
+    return Drawing(WIDTH, height, "segment size over time", 12, tuple(shapes))
 
 
 def _axes(
@@ -93,27 +89,21 @@ def _axes(
     x: Callable[[dt.date], float],
     y: Callable[[float], float],
     height: int = HEIGHT,
-) -> list[str]:
+) -> list[Shape]:
     bottom = height - BOTTOM
-    parts = [
-        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" stroke="#333"/>',
-        f'<line x1="{LEFT}" y1="{bottom}" x2="{WIDTH - RIGHT}" y2="{bottom}" stroke="#333"/>',
-    ]
+    shapes: list[Shape] = []
     for tick in range(Y_TICKS + 1):
         value = top * tick / Y_TICKS
         label = f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
-        parts.append(
-            f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{label}</text>'
-        )
-        parts.append(
-            f'<line x1="{LEFT}" y1="{y(value):.1f}" x2="{WIDTH - RIGHT}" y2="{y(value):.1f}" stroke="#eee"/>'
-        )
+        shapes.append(Text(LEFT - 6, y(value) + 4, label, anchor="end"))
+        shapes.append(Line(LEFT, y(value), WIDTH - RIGHT, y(value), "#eee"))
     for day in _date_ticks(first, last):
-        parts.append(
-            f'<text x="{x(day):.1f}" y="{bottom + 18}" text-anchor="middle">{day.isoformat()}</text>'
-        )
-    parts.append(f'<text x="{LEFT}" y="{TOP - 10}">members</text>')
-    return parts
+        shapes.append(Text(x(day), bottom + 18, day.isoformat(), anchor="middle"))
+    shapes.append(Text(LEFT, TOP - 10, "members"))
+    # the axes after the grid lines, so the line at 0 does not paint over the x axis
+    shapes.append(Line(LEFT, TOP, LEFT, bottom, "#333"))
+    shapes.append(Line(LEFT, bottom, WIDTH - RIGHT, bottom, "#333"))
+    return shapes
 
 
 def _date_ticks(first: dt.date, last: dt.date, count: int = 5) -> list[dt.date]:

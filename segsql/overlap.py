@@ -9,7 +9,6 @@ and containment are then plain arithmetic on those counts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from html import escape  # not xml.sax.saxutils: it imports urllib (slow start-up)
 from itertools import combinations
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlglot import exp
 
 from segsql.build import CompiledProject
 from segsql.dialects import lower_portable
+from segsql.drawing import Drawing, Rect, Shape, Text
 from segsql.emit import Target, feature_ctes
 
 FLAGS_CTE = "segsql_flags"
@@ -95,36 +95,30 @@ def overlap_pairs(plan: OverlapPlan, counts: tuple[Any, ...]) -> list[dict[str, 
 
 
 # ---------------------------------------------------------------------------------------------
-# the heat map (`segsql overlap --plot out.svg`)
+# the heat map (`segsql overlap --plot out.svg|out.png`)
 
 CELL = 28  # px per matrix cell
 LABEL_CHARS_PX = 7  # approximate width of a character at font-size 11
 MAX_SHOWN_VALUES = 25  # beyond that many segments, cells only carry the value as a tooltip
 
 
-def heatmap_svg(pairs: list[dict[str, Any]], metric: str) -> str:
-    """One matrix per entity (row a, column b) of `metric`, darker = larger: a standalone SVG,
-    like the growth chart, so no plotting library is needed."""
+def heatmap(pairs: list[dict[str, Any]], metric: str) -> Drawing:
+    """One matrix per entity (row a, column b) of `metric`, darker = larger (written as SVG or
+    PNG, like the growth chart: see drawing.py)."""
     entities = list(dict.fromkeys(p["entity"] for p in pairs))
     names = {e: list(dict.fromkeys(p["a"] for p in pairs if p["entity"] == e)) for e in entities}
     longest = max((len(n) for group in names.values() for n in group), default=1)
     margin = 10 + longest * LABEL_CHARS_PX
     size = max(len(group) for group in names.values()) * CELL if names else CELL
     top = 0
-    parts: list[str] = []
+    shapes: list[Shape] = []
     for entity in entities:
         block_top = top + 30 + margin  # title, then the rotated column labels
-        parts += _heatmap_block(pairs, metric, entity, names[entity], margin, top, block_top)
+        shapes += _heatmap_block(pairs, metric, entity, names[entity], margin, top, block_top)
         top = block_top + len(names[entity]) * CELL + 20
     # the last column's label leans right of the grid by cos(60 deg) of its length
     width, height = margin + size + margin // 2 + 20, max(top, 1)
-    head = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">'
-        f'<rect width="{width}" height="{height}" fill="white"/>'
-        f"<title>segment overlap: {escape(metric, quote=False)}</title>"
-    )
-    return "\n".join([head, *parts, "</svg>"]) + "\n"
+    return Drawing(width, height, f"segment overlap: {metric}", 11, tuple(shapes))
 
 
 def _heatmap_block(
@@ -135,52 +129,39 @@ def _heatmap_block(
     left: int,
     top: int,
     grid_top: int,
-) -> list[str]:
+) -> list[Shape]:
     cell = {(p["a"], p["b"]): p[metric] for p in pairs if p["entity"] == entity}
     largest = max((v for v in cell.values() if v is not None), default=0) or 1
     scale = 1 if metric != "shared" else largest  # Jaccard and containment are already 0..1
-    title = f"{entity}: {metric} (row a, column b)"
-    parts = [f'<text x="10" y="{top + 18}" font-size="13">{escape(title, quote=False)}</text>']
+    shapes: list[Shape] = [Text(10, top + 18, f"{entity}: {metric} (row a, column b)", size=13)]
     for index, name in enumerate(names):
-        x = left + index * CELL + CELL / 2
+        x = round(left + index * CELL + CELL / 2)
         y = grid_top + index * CELL + CELL / 2
-        parts.append(
-            f'<text x="{x:.0f}" y="{grid_top - 6}" transform="rotate(-60 {x:.0f} {grid_top - 6})">'
-            f"{escape(name, quote=False)}</text>"
-        )
-        parts.append(
-            f'<text x="{left - 6}" y="{y + 4:.0f}" text-anchor="end">{escape(name, quote=False)}</text>'
-        )
+        shapes.append(Text(x, grid_top - 6, name, rotate=-60))
+        shapes.append(Text(left - 6, round(y + 4), name, anchor="end"))
     for row, a in enumerate(names):
         for column, b in enumerate(names):
             value = None if a == b else cell.get((a, b))
             x, y = left + column * CELL, grid_top + row * CELL
-            parts.append(_heatmap_cell(x, y, a, b, value, scale, len(names), metric))
-    return parts
+            shapes += _heatmap_cell(x, y, a, b, value, scale, len(names), metric)
+    return shapes
 
 
 def _heatmap_cell(
     x: int, y: int, a: str, b: str, value: Any, scale: float, n: int, metric: str
-) -> str:
+) -> list[Shape]:
     if value is None:  # the diagonal, or an empty segment (no ratio)
-        return f'<rect x="{x}" y="{y}" width="{CELL}" height="{CELL}" fill="#ddd" stroke="#fff"/>'
+        return [Rect(x, y, CELL, CELL, "#ddd", stroke="#fff")]
     share = max(0.0, min(1.0, float(value) / scale))
     # white -> dark blue, light text on dark cells
     r, g, b_ = (round(255 - share * (255 - c)) for c in (8, 48, 107))
     exact = f"{value:,}" if metric == "shared" else f"{value:.3f}"
-    tip = f"<title>{escape(a, quote=False)} / {escape(b, quote=False)}: {exact}</title>"
-    rect = (
-        f'<rect x="{x}" y="{y}" width="{CELL}" height="{CELL}" '
-        f'fill="rgb({r},{g},{b_})" stroke="#fff">{tip}</rect>'
-    )
+    rect = Rect(x, y, CELL, CELL, f"rgb({r},{g},{b_})", stroke="#fff", tip=f"{a} / {b}: {exact}")
     if n > MAX_SHOWN_VALUES:
-        return rect
+        return [rect]
     ink = "#fff" if share > 0.55 else "#222"
-    text = (
-        f'<text x="{x + CELL / 2:.0f}" y="{y + CELL / 2 + 3:.0f}" text-anchor="middle" '
-        f'font-size="8" fill="{ink}">{_short(value, metric)}</text>'
-    )
-    return rect + text
+    centre = round(x + CELL / 2)
+    return [rect, Text(centre, round(y + CELL / 2 + 3), _short(value, metric), "middle", 8, ink)]
 
 
 def _short(value: Any, metric: str) -> str:

@@ -13,11 +13,13 @@ import json
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from xml.etree import ElementTree
 
 import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from sqlglot import exp
 from typer.testing import CliRunner
 
@@ -281,6 +283,11 @@ def cli(root: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout
 
 
+def cli_error(root: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["--project-dir", str(root), *args])
+    return result.exit_code, result.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # dates
 
@@ -538,8 +545,22 @@ def test_growth_cli_formats_and_plot(tmp_path: Path) -> None:
     assert code == 0
     text = svg.read_text()
     assert text.startswith("<svg") and text.count("<polyline") == len(SEGMENTS)
-    code, _ = cli(root, "growth", "--plot", str(tmp_path / "g.gif"))
-    assert code == 2
+    png = tmp_path / "growth.png"
+    code, _ = cli(root, "growth", "--plot", str(png), "--format", "csv")
+    assert code == 0
+    with Image.open(png) as image:  # the same chart, drawn at twice the SVG's size
+        root_element = ElementTree.fromstring(text)
+        width, height = (int(root_element.get(side) or 0) for side in ("width", "height"))
+        assert (image.format, image.size) == ("PNG", (2 * width, 2 * height))
+    code, output = cli_error(root, "growth", "--plot", str(tmp_path / "g.gif"))
+    assert code == 2 and "write a .svg or a .png file" in output
+    assert not (tmp_path / "g.gif").exists()
+
+
+def test_an_unknown_plot_format_is_refused_before_any_query(tmp_path: Path) -> None:
+    root = write_project(tmp_path)  # no history yet: a query would fail with exit code 1
+    code, output = cli_error(root, "growth", "--plot", str(tmp_path / "g.pdf"))
+    assert code == 2 and "--plot growth.png" in output
 
 
 def test_growth_without_history_is_a_runtime_error(tmp_path: Path) -> None:
@@ -557,12 +578,10 @@ def test_svg_points_scale_with_sizes() -> None:
     ]
     svg = render_svg(series_of(rows))
     # x spans the plot width, y goes from the bottom axis (0) to the top (axis max 10)
-    assert 'points="70.0,350.0 580.0,30.0"' in svg
+    assert 'points="70,350 580,30"' in svg
 
 
 def test_svg_grows_to_hold_the_legend_of_many_segments() -> None:
-    from xml.etree import ElementTree
-
     from segsql.history import Growth
 
     rows = [

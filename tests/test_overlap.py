@@ -9,6 +9,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from PIL import Image
 from sqlglot import exp
 from test_kpis import SEGMENTS, cli, project, python_features
 
@@ -81,9 +82,16 @@ def test_heat_map_plot(tmp_path: Path) -> None:
     # the chart's title, then one per off-diagonal cell with a value (not a row of empty `nobody`)
     assert len(titles) == 1 + sum(1 for a in members for b in members if a != b and members[a])
     assert "big_buyers / buyers: 1.000" in titles and "buyers / big_buyers: 0.500" in titles
-    output = cli(root, "overlap", "--plot", str(tmp_path / "overlap.png"), code=2)
-    assert "only SVG is supported" in output
-    assert not (tmp_path / "overlap.png").exists()
+    png = tmp_path / "overlap.png"
+    cli(root, "overlap", "--metric", "containment", "--plot", str(png))
+    with Image.open(png) as image:  # the same cells, drawn at twice the SVG's size
+        assert image.size == (
+            2 * int(tree.getroot().get("width") or 0),
+            2 * int(tree.getroot().get("height") or 0),
+        )
+    output = cli(root, "overlap", "--plot", str(tmp_path / "overlap.pdf"), code=2)
+    assert "write a .svg or a .png file" in output
+    assert not (tmp_path / "overlap.pdf").exists()
 
 
 def test_overlap_identical_on_postgres(tmp_path: Path, pg_database: str) -> None:
