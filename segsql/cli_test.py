@@ -35,7 +35,7 @@ from segsql.dialects import ENGINES
 from segsql.drift import compiled_drift
 from segsql.emit import Target, resolve_target
 from segsql.errors import SpecError
-from segsql.files import write_atomic
+from segsql.files import write_output
 from segsql.load import load_project
 from segsql.model import ProjectConfig
 from segsql.pipeline import compile_project, effective_vars, parse_vars
@@ -138,7 +138,8 @@ def _test(
     if only is not Only.unit:
         results += _data_checks(root, select, target, deployed, as_of, var)
     if junit is not None:
-        write_atomic(junit if junit.is_absolute() else Path.cwd() / junit, junit_xml(results, root))
+        report = junit if junit.is_absolute() else Path.cwd() / junit
+        write_output(report, junit_xml(results, root), "the JUnit report")
     _print_results(results, output, root)
     if any(not r.passed for r in results):
         raise typer.Exit(1)

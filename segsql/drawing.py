@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from segsql.errors import ExecutionError, SpecError
-from segsql.files import write_atomic
+from segsql.files import write_output
 
 if TYPE_CHECKING:  # Pillow is imported only when a PNG is written (start-up time)
     from PIL import Image, ImageFont
@@ -97,10 +97,8 @@ def check_plot_path(path: Path, example: str) -> None:
 
 def write_drawing(path: Path, drawing: Drawing) -> None:
     check_plot_path(path, path.stem or "chart")
-    if path.suffix.lower() == ".png":
-        write_atomic(path, to_png(drawing))
-    else:
-        write_atomic(path, to_svg(drawing))
+    content = to_png(drawing) if path.suffix.lower() == ".png" else to_svg(drawing)
+    write_output(path, content, "the chart")
 
 
 # ---------------------------------------------------------------------------------------------

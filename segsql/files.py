@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from segsql.errors import ExecutionError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)  # reading the umask means setting it: put it straight back
@@ -32,3 +34,19 @@ def write_atomic(path: Path, content: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_output(path: Path, content: str | bytes, what: str) -> None:
+    """`write_atomic` for a file the user named (a chart, a report): a failure is a runtime
+    error naming the file, not a traceback, and leaves no temporary file behind."""
+    try:
+        write_atomic(path, content)
+    except OSError as exc:
+        hint = (
+            "that path is a folder: name a file inside it"
+            if path.is_dir()
+            else f"check that {path.parent} exists and is writable"
+        )
+        raise ExecutionError(
+            f"cannot write {what} to {path}: {exc.strerror or exc}", hint=hint
+        ) from None

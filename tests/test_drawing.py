@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageChops, ImageColor
 
 from segsql.drawing import PNG_SCALE, Circle, Drawing, Rect, Text, to_png, to_svg, write_drawing
-from segsql.errors import SpecError
+from segsql.errors import ExecutionError, SpecError
 from segsql.history import Growth
 from segsql.history_plot import growth_chart, series_of
 from segsql.overlap import heatmap
@@ -135,3 +135,12 @@ def test_an_unknown_format_is_refused_and_nothing_is_written(tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []
     write_drawing(tmp_path / "chart.PNG", growth_chart(series_of(growth_rows())))
     assert (tmp_path / "chart.PNG").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_chart_that_cannot_be_written_is_a_runtime_error(tmp_path: Path) -> None:
+    folder = tmp_path / "chart.png"
+    folder.mkdir()
+    with pytest.raises(ExecutionError, match="cannot write the chart to") as raised:
+        write_drawing(folder, growth_chart(series_of(growth_rows())))
+    assert raised.value.hint == "that path is a folder: name a file inside it"
+    assert [p.name for p in tmp_path.iterdir()] == ["chart.png"]  # no temporary file left

@@ -275,6 +275,18 @@ def test_deployed_tables_refreshed_apart_break_child_within_parent(project: Path
     assert segsql(project, "test", "--only", "data")[0] == 0
 
 
+def test_a_junit_report_that_cannot_be_written_is_an_error_not_a_traceback(
+    project: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "segsql.xml"
+    folder.mkdir()  # a folder where the report should go
+    result = runner.invoke(app, ["--project-dir", str(project), "test", "--junit-xml", str(folder)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"cannot write the JUnit report to {folder}" in result.output
+    assert "name a file inside it" in result.output
+    assert list(tmp_path.glob(".segsql.xml.*")) == []  # no temporary file left beside it
+
+
 def test_junit_xml_is_parsed_back(project: Path, tmp_path: Path) -> None:
     add_file(project, "stages.yml", EXCLUSIVE)
     add_file(project, "unit.yml", FAILING_UNIT_TEST)
