@@ -39,7 +39,7 @@ from segsql.emit import (
     target_files,
     write_compiled,
 )
-from segsql.errors import Location, SpecError
+from segsql.errors import ExecutionError, Location, SpecError
 from segsql.load import DefinitionReader, load_project
 from segsql.model import Project
 
@@ -241,6 +241,10 @@ def write_targets(
         data = manifest(compiled, targets, folder, cache.segments)
         replace = not cache.partial
         changed = write_compiled(folder, per_target, data, replace, cache.segments, staged, written)
+    except OSError as exc:  # a first compile stages its folders while it emits (stage_folder)
+        raise ExecutionError(
+            f"cannot write compiled output: {exc}", hint=f"check that {folder} is writable"
+        ) from None
     finally:
         if staged is not None:
             remove_staged(folder, created)  # those not swapped in: the compile failed

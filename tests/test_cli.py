@@ -42,6 +42,17 @@ def assert_user_error(result: Result, code: int, *phrases: str) -> None:
         assert phrase in result.output, f"{phrase!r} not in:\n{result.output}"
 
 
+def test_an_output_folder_that_cannot_be_written_is_a_runtime_error(
+    tmp_path: Path, segsql_cli: Invoke
+) -> None:
+    project = tmp_path / "shop"
+    ok(CliRunner().invoke(app, ["init", str(project)]))
+    not_a_folder = project / "segsql.yml"  # a file where the output folder should be
+    result = segsql_cli(project, "compile", "--out", str(not_a_folder))
+    assert_user_error(result, 1, "cannot write compiled output", f"check that {not_a_folder}")
+    assert sorted(p.name for p in project.iterdir() if p.name.startswith(".")) == []
+
+
 def members(database: Path, relation: str) -> set[int]:
     with duckdb.connect(str(database), read_only=True) as connection:
         return {
