@@ -130,9 +130,9 @@ def make_project(folder: Path, data: Path) -> Path:
     return folder
 
 
-def make_example_project(folder: Path, data: Path) -> Path:
+def copy_example_project(folder: Path, data: Path) -> Path:
     """The repository's example project (its segsql.yml, segments/ and macros/ as they are), with
-    datagen's Parquet files as its seeds, loaded into its DuckDB file once (not timed)."""
+    datagen's Parquet files as its seeds."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "segsql.yml", folder / "segsql.yml")
     for part in ("segments", "macros"):
@@ -140,6 +140,13 @@ def make_example_project(folder: Path, data: Path) -> Path:
     (folder / "data").mkdir()
     for table in ("accounts", "customers", "orders", "events"):
         (folder / "data" / f"{table}.parquet").symlink_to(data / f"{table}.parquet")
+    return folder
+
+
+def make_example_project(folder: Path, data: Path) -> Path:
+    """The example project (`copy_example_project`), its seeds loaded into its DuckDB file once
+    (not timed)."""
+    copy_example_project(folder, data)
     project = load_project(folder)
     runner = DuckDBRunner(resolve_target(project.config, None), folder)
     try:
@@ -322,6 +329,13 @@ def history(project_dir: Path) -> Recorded:
     return Recorded(int(members), int(checksum or 0), int(logged), int(stored))
 
 
+def print_timings(timings: dict[str, float], dates: int) -> None:
+    """Each method's time, per date, and its ratio to the backfill's."""
+    for name, seconds in timings.items():
+        ratio = seconds / timings["backfill"]
+        print(f"{name:30s} {seconds:8.2f} s  {seconds / dates:6.3f} s/date  {ratio:5.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", choices=["example", "toy"], default="example")
@@ -366,9 +380,7 @@ def main() -> None:
                 f"{who} recorded another history: {recorded} vs {reference}"
             )
         print("memberships identical for every method")
-        for name, seconds in timings.items():
-            ratio = seconds / timings["backfill"]
-            print(f"{name:30s} {seconds:8.2f} s  {seconds / len(dates):6.3f} s/date  {ratio:5.2f}x")
+        print_timings(timings, len(dates))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

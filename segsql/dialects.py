@@ -179,6 +179,10 @@ class Engine:
     replaces_by_drop: bool = False
     # Words the engine refuses as bare names, which sqlglot's generator does not quote for it.
     reserved_words: frozenset[str] = frozenset()
+    # No zone maps, and temporary tables are never analysed by the engine itself (PostgreSQL's
+    # autovacuum skips them): a scratch table read by ranges of one column again and again (a
+    # backfill's staged source rows, by day) needs an index on it and statistics.
+    indexes_scratch: bool = False
 
     def lowering(self, name: str) -> tuple[int, Lowering] | None:
         return self.lowerings.get(name) or DEFAULT_LOWERINGS.get(name)
@@ -219,6 +223,7 @@ ENGINES: dict[str, Engine] = {
         },
         replaces_by_drop=True,
         reserved_words=POSTGRES_RESERVED_WORDS,
+        indexes_scratch=True,
     ),
     "bigquery": Engine(
         "bigquery",

@@ -753,7 +753,7 @@ def backfill(
 ) -> list[SnapshotRun]:
     """Snapshot each date in its own transaction; a failure stops there, earlier dates stay.
 
-    With several dates on DuckDB (and `share_work`), decomposable feature aggregates are carried
+    With several dates (and `share_work`), decomposable feature aggregates are carried
     from one date to the next (`RunningAggregates`) instead of re-aggregating every source row
     on every date; the statements are otherwise those of a single-date snapshot.
     """

@@ -96,8 +96,32 @@ class PostgresRunner:
         except self._psycopg.Error:
             return None
 
+    def column_types(self, query: exp.Query) -> list[exp.DataType]:
+        """The output column types of a query, from the description of its plan with no rows
+        (LIMIT 0 stops before reading any); ExecutionError when it cannot be typed."""
+        limited = exp.select("*").from_(query.subquery("segsql_typed")).limit(0)
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(to_sql(limited, self.target))
+                return [_data_type(self.connection, column) for column in cursor.description or []]
+        except self._psycopg.Error as exc:
+            raise ExecutionError(f"PostgreSQL failed: {_first_line(exc)}") from None
+
     def close(self) -> None:
         self.connection.close()
+
+
+def _data_type(connection: Any, column: Any) -> exp.DataType:
+    """A result column's type as sqlglot's DataType: the server's type name (`int8`,
+    `numeric`, `timestamptz`...), with a numeric's precision and scale when it has them."""
+    info = connection.adapters.types.get(column.type_code)
+    name = info.name if info is not None else "unknown"
+    if name == "numeric" and column.precision is not None:
+        name = f"numeric({column.precision}, {column.scale or 0})"
+    try:
+        return exp.DataType.build(name, dialect="postgres")
+    except Exception:  # a type sqlglot does not know: never combined (not an exact sum)
+        return exp.DataType(this=exp.DataType.Type.UNKNOWN)
 
 
 def _first_line(exc: Exception) -> str:

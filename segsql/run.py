@@ -29,6 +29,7 @@ class Runner(Protocol):
     def execute_all(self, statements: Sequence[exp.Expr]) -> None: ...
     def query(self, statement: exp.Expr) -> list[tuple[Any, ...]]: ...
     def table_columns(self, relation: str) -> list[str] | None: ...
+    def column_types(self, query: exp.Query) -> list[exp.DataType]: ...
     def close(self) -> None: ...
 
 
@@ -88,6 +89,15 @@ class DuckDBRunner:
         except self._duckdb.Error:
             return None
         return [column[0] for column in cursor.description]
+
+    def column_types(self, query: exp.Query) -> list[exp.DataType]:
+        """The output column types of a query, without running it (DuckDB's DESCRIBE);
+        ExecutionError when it cannot be typed."""
+        try:
+            rows = self.connection.execute(f"DESCRIBE {to_sql(query, self.target)}").fetchall()
+        except self._duckdb.Error as exc:
+            raise ExecutionError(f"DuckDB failed: {exc}") from None
+        return [exp.DataType.build(str(row[1]), dialect="duckdb") for row in rows]
 
     def table_exists(self, name: str) -> bool:
         return self.table_columns(name) is not None

@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,20 +33,22 @@ from segsql.build import KEY_ALIAS, CompiledProject, Entity
 from segsql.emit import Target, to_sql
 from segsql.errors import ExecutionError
 from segsql.model import Window
-from segsql.run import DuckDBRunner, Runner
-from segsql.scratch import date_literal, drop, temp_table
+from segsql.run import Runner
+from segsql.scratch import date_literal, drop, range_index, temp_table
 
 RUNNING_TABLE = "segsql_running"
 DAY = "segsql_day"  # the staged rows' CAST(time AS DATE)
 GROUP_ROWS = "segsql_group_rows"  # a group's row count, in a value decomposed into parts
-# Types whose sums are exact, so adding and subtracting partial sums gives the same total.
-EXACT_SUM_TYPE = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|DECIMAL\(\d+,\s*\d+\))$")
+# Types whose sums are exact, so adding and subtracting partial sums gives the same total
+# (DuckDB's HUGEINT is INT128; PostgreSQL's numeric, with or without a precision, is DECIMAL).
+_T = exp.DataType.Type
+EXACT_SUM_TYPES = (_T.TINYINT, _T.SMALLINT, _T.INT, _T.BIGINT, _T.INT128, _T.DECIMAL)
 
 
 def running_aggregates(runner: Runner, days: Sequence[dt.date]) -> RunningAggregates | None:
-    # DuckDB only: it tells the types of expressions without running them (DESCRIBE), which is
-    # how sums are checked to be exact; elsewhere every date is aggregated from the source.
-    if len(days) > 1 and isinstance(runner, DuckDBRunner):
+    # Every engine that runs (DuckDB, PostgreSQL) tells a query's types without running it
+    # (`Runner.column_types`), which is how sums are checked to be exact.
+    if len(days) > 1:
         return RunningAggregates(runner, days)
     return None
 
@@ -73,7 +74,7 @@ class _RunningGroup:
     day: exp.Expr  # CAST(time AS DATE)
     window: Window | None
     parts: list[_Part]
-    types: list[str]  # the CTE's output types (DuckDB names), its key's first
+    types: list[exp.DataType]  # the CTE's output types, its key's first
     features: tuple[str, ...]  # the CTE's feature columns
     index: int = 0  # its number in its bundle
 
@@ -109,7 +110,7 @@ class _Aggregate:
 class RunningAggregates:
     """The running states of one backfill's decomposable feature aggregates (see above)."""
 
-    def __init__(self, runner: DuckDBRunner, days: Sequence[dt.date]):
+    def __init__(self, runner: Runner, days: Sequence[dt.date]):
         self._runner = runner
         self._first, self._last = min(days), max(days)
         self._groups: dict[tuple[str, str], _RunningGroup | None] = {}  # None: per date
@@ -215,7 +216,7 @@ class RunningAggregates:
             sum_types = self._types(check.from_(source.copy()))
         except ExecutionError:
             return None
-        if not all(EXACT_SUM_TYPE.match(t) for t in sum_types):
+        if not all(t.is_type(*EXACT_SUM_TYPES) for t in sum_types):
             return None
         group = _RunningGroup(
             aggregate.signature,
@@ -246,9 +247,10 @@ class RunningAggregates:
         self._of_group[id(group)] = bundle
         return bundle
 
-    def _stage(self, bundle: _Bundle) -> exp.Create:
+    def _stage(self, bundle: _Bundle) -> list[exp.Expr]:
         """Copy the rows the bundle's groups read (their columns, the backfill's days) sorted
-        by day, so each date's arrivals are a range scan."""
+        by day, so each date's arrivals are a range scan (DuckDB skips row groups by their
+        min/max; an engine without zone maps gets an index on the day)."""
         first = bundle.groups[0]
         columns = {
             c.name for g in bundle.groups for t in _read_by(g) for c in t.find_all(exp.Column)
@@ -258,16 +260,15 @@ class RunningAggregates:
         rows = _rows_between(first.source, first.day, earliest, self._last)
         staged = rows.select(*sorted(columns), exp.alias_(first.day.copy(), DAY), append=False)
         bundle.staged = self._table()
-        return temp_table(bundle.staged, staged.order_by(DAY))
+        statements: list[exp.Expr] = [temp_table(bundle.staged, staged.order_by(DAY))]
+        if self._runner.target.engine.indexes_scratch:
+            statements += range_index(bundle.staged, DAY)
+        return statements
 
-    def _types(self, query: exp.Select) -> list[str]:
-        """The output column types of a query, without running it (DuckDB's DESCRIBE)."""
-        sql = to_sql(query, self._runner.target)
-        try:
-            rows = self._runner.connection.execute(f"DESCRIBE {sql}").fetchall()
-        except Exception as exc:  # duckdb.Error: the query cannot be typed, so it is not shared
-            raise ExecutionError(str(exc)) from None
-        return [str(row[1]) for row in rows]
+    def _types(self, query: exp.Select) -> list[exp.DataType]:
+        """The output column types of a query, without running it (ExecutionError when it
+        cannot be typed: the group is then not shared)."""
+        return self._runner.column_types(query)
 
     def _fold(self, bundle: _Bundle, day: dt.date) -> list[exp.Expr]:
         """Statements making state(day) = state(previous day) + rows arriving - rows leaving
@@ -277,7 +278,7 @@ class RunningAggregates:
             staging = self._stage(bundle)
             bundle.state = self._table()
             initial = _per_key(bundle, [_ranges(g, None, day) for g in bundle.groups])
-            return [staging, temp_table(bundle.state, initial)]
+            return [*staging, temp_table(bundle.state, initial)]
         if previous == day:
             return []
         change = _per_key(bundle, [_ranges(g, previous, day) for g in bundle.groups])
@@ -458,7 +459,7 @@ def _in_range(day: exp.Expr, after: dt.date | None, until: dt.date | None) -> ex
 
 
 def _values_of(
-    query: exp.Select, types: Sequence[str], lifetime: bool
+    query: exp.Select, types: Sequence[exp.DataType], lifetime: bool
 ) -> tuple[list[_Part], list[exp.Expr]] | None:
     """The aggregate CTE's running parts, and its feature columns computed from them (cast to
     the CTE's types), or None when one of them cannot be combined across dates."""
@@ -468,7 +469,7 @@ def _values_of(
         value = _decompose(select.this, parts, lifetime)
         if value is None:
             return None
-        values.append(exp.cast(value, exp.DataType.build(kind, dialect="duckdb")))
+        values.append(exp.cast(value, kind.copy()))
     return parts, values
 
 

@@ -21,3 +21,15 @@ def temp_table(name: str, query: exp.Query, kind: str = "TABLE") -> exp.Create:
 
 def drop(table: str, kind: str = "TABLE") -> exp.Drop:
     return exp.Drop(tables=[exp.to_table(table)], kind=kind, exists=True)
+
+
+def range_index(table: str, column: str) -> list[exp.Expr]:
+    """A BRIN index on `column` of a scratch table written sorted by it (a few kB: one entry
+    per block range), then the table's statistics, so the planner uses the index for ranges."""
+    index = exp.Index(
+        table=exp.to_table(table),
+        params=exp.IndexParameters(
+            using=exp.var("brin"), columns=[exp.Ordered(this=exp.column(column), nulls_first=False)]
+        ),
+    )
+    return [exp.Create(this=index, kind="INDEX"), exp.Analyze(tables=[exp.to_table(table)])]

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -27,6 +28,14 @@ _database_numbers = itertools.count(1)
 @pytest.fixture(scope="session")
 def pg_server_dsn() -> Iterator[str]:
     """The DSN of a running PostgreSQL server's maintenance database."""
+    with postgres_server() as dsn:
+        yield dsn
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """$SEGSQL_TEST_PG_DSN, else a server started from the wheel and deleted afterwards (also
+    used by bench/snapshot_pg_bench.py)."""
     own = os.environ.get(DSN_VARIABLE)
     if own:
         yield own

@@ -43,7 +43,7 @@ from segsql.history import (
 from segsql.history_plot import render_svg, series_of
 from segsql.load import load_project
 from segsql.postgres import PostgresRunner, load_seeds_postgres
-from segsql.run import DuckDBRunner, load_seeds
+from segsql.run import DuckDBRunner, Runner, load_seeds
 from segsql.running import RunningAggregates
 
 pytest_plugins = ["pg_server"]  # the `pg_database` fixture: a fresh database on a real server
@@ -873,6 +873,14 @@ kpis:
 """
 
 
+def open_postgres_history(root: Path, dsn: str) -> tuple[PostgresRunner, Compile]:
+    """The project's postgres target on a fresh database, its seeds loaded."""
+    project = load_project(root)
+    runner = PostgresRunner(resolve_target(project.config, "postgres"), dsn)
+    load_seeds_postgres(runner, project)
+    return runner, compiler_for(project, {}, runner)
+
+
 def open_history(root: Path) -> tuple[DuckDBRunner, Compile]:
     """open_project, typed for the history functions."""
     project = load_project(root)
@@ -1104,6 +1112,32 @@ def test_running_aggregates_equal_per_date_backfill(tmp_path: Path) -> None:
     }
 
 
+def test_running_aggregates_on_postgres_equal_the_per_date_backfill(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """The same backfill on PostgreSQL, whose running states are typed by the server (numeric,
+    int8...) and whose staged rows are read through a BRIN index: the memberships of DuckDB's
+    per-date backfill, date by date."""
+    days = snapshot_dates(D(2024, 1, 5), D(2024, 5, 3), Every.week)
+    per_date = write_running_project(tmp_path / "duckdb")
+    runner, compile_at = open_history(per_date)
+    try:
+        backfill(runner, compile_at, days, None, share_work=False)
+    finally:
+        runner.close()
+    pg, pg_compile = open_postgres_history(write_running_project(tmp_path / "pg"), pg_database)
+    try:
+        backfill(pg, pg_compile, days, None)
+        rows = pg.query(
+            exp.select("segment", "entity_key", "as_of").from_(
+                pg.target.relation("segment_members")
+            )
+        )
+    finally:
+        pg.close()
+    assert {(s, str(k), d) for s, k, d in rows} == history_rows(per_date)
+
+
 def test_carried_membership_with_more_segments_than_a_mask_word(tmp_path: Path) -> None:
     """70 segments of one entity: their masks take two BIGINT words. Carried from date to date
     (share_work), with dates re-run and a date already logged in the middle of the range (on
@@ -1136,10 +1170,18 @@ def test_carried_membership_with_more_segments_than_a_mask_word(tmp_path: Path) 
     assert {s for s, _, _ in rows} >= {"many_0", "many_63", "many_69"}
 
 
-def test_running_aggregates_share_only_exact_aggregates(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["duckdb", "postgres"])
+def test_running_aggregates_share_only_exact_aggregates(
+    tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> None:
     root = write_running_project(tmp_path)
-    runner, compile_at = open_history(root)
+    runner: Runner
+    if engine == "postgres":
+        runner, compile_at = open_postgres_history(root, request.getfixturevalue("pg_database"))
+    else:
+        runner, compile_at = open_history(root)
     days = [D(2024, 3, 1), D(2024, 3, 8)]
+    indexes = 0
     try:
         runner.execute_all(history_ddl(runner.target))
         running = RunningAggregates(runner, days)
@@ -1150,10 +1192,13 @@ def test_running_aggregates_share_only_exact_aggregates(tmp_path: Path) -> None:
                 compiled, snapshot_statements(compiled, runner.target, plan)
             )
             runner.execute_all(statements)
+            indexes += sum(1 for s in statements if s.args.get("kind") == "INDEX")
         shared = running.shared()
         running.close()
     finally:
         runner.close()
+    # PostgreSQL has no zone maps: each staged bundle (orders, customers) gets a BRIN index
+    assert indexes == (2 if engine == "postgres" else 0)
     features = {
         alias: set(columns) for (entity, alias), columns in shared.items() if entity == "customer"
     }
