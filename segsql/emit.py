@@ -29,7 +29,7 @@ from sqlglot import exp
 from segsql.build import CompiledProject, Entity, Segment
 from segsql.cache import SegmentCache, TextCache, target_fingerprint, text_fingerprint
 from segsql.dialects import ENGINES, Engine, lower_portable, needs_lowering, sqlglot_dialect
-from segsql.errors import ExecutionError, SpecError, did_you_mean
+from segsql.errors import SpecError, did_you_mean
 from segsql.files import FOLDER_MODE, write_atomic
 from segsql.lineage import Lineage
 from segsql.model import ProjectConfig, SegmentDef, TargetConfig
@@ -1081,7 +1081,8 @@ def write_compiled(
     holding exactly its files (stale ones removed). `staged`: folders already written for
     targets that had none (`stage_folder`, by the workers that printed them): renamed in.
     `written` remembers what was written, for the next compile. Returns how many files were
-    written or removed."""
+    written or removed. An OSError goes up as it is: `pipeline.write_targets`, which also
+    stages the folders, turns it into the user's error."""
 
     def write_target(target_name: str) -> int:
         final, files = compiled_folder(out_dir, target_name), per_target[target_name]
@@ -1097,15 +1098,10 @@ def write_compiled(
             written.folders[str(final)] = _Written(dict(files), stamps)
         return changed
 
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        changed = sum(write_target(target_name) for target_name in per_target)
-        text = manifest_text(manifest_data, cache)
-        return changed + _write_manifest(out_dir / "manifest.json", text, written)
-    except OSError as exc:
-        raise ExecutionError(
-            f"cannot write compiled output: {exc}", hint=f"check that {out_dir} is writable"
-        ) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    changed = sum(write_target(target_name) for target_name in per_target)
+    text = manifest_text(manifest_data, cache)
+    return changed + _write_manifest(out_dir / "manifest.json", text, written)
 
 
 def _write_manifest(path: Path, text: str, written: WrittenOutput | None) -> int:

@@ -15,7 +15,6 @@ from segsql.drawing import (
     Rect,
     Shape,
     Text,
-    check_plot_path,
     to_svg,
     write_drawing,
 )
@@ -44,7 +43,6 @@ def series_of(rows: Sequence[Growth]) -> list[Series]:
 
 
 def write_plot(path: Path, rows: Sequence[Growth]) -> None:
-    check_plot_path(path, "growth")
     if not rows:
         raise SpecError("nothing to plot: no snapshots in the period", hint="run segsql snapshot")
     write_drawing(path, growth_chart(series_of(rows)))

@@ -241,7 +241,7 @@ def write_targets(
         data = manifest(compiled, targets, folder, cache.segments)
         replace = not cache.partial
         changed = write_compiled(folder, per_target, data, replace, cache.segments, staged, written)
-    except OSError as exc:  # a first compile stages its folders while it emits (stage_folder)
+    except OSError as exc:  # staging the folders (while emitting) or writing them
         raise ExecutionError(
             f"cannot write compiled output: {exc}", hint=f"check that {folder} is writable"
         ) from None

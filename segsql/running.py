@@ -203,7 +203,7 @@ class RunningAggregates:
         query = aggregate.query
         source = query.args["from_"].this
         try:
-            types = self._types(query)
+            types = self._runner.column_types(query)
         except ExecutionError:
             return None
         decomposed = _values_of(query, types, aggregate.window is None)
@@ -213,7 +213,7 @@ class RunningAggregates:
         summed = [p.row_value for p in parts if p.combine == "SUM"] or [exp.Literal.number(0)]
         check = exp.select(*[exp.alias_(v.copy(), f"v{i}") for i, v in enumerate(summed)])
         try:
-            sum_types = self._types(check.from_(source.copy()))
+            sum_types = self._runner.column_types(check.from_(source.copy()))
         except ExecutionError:
             return None
         if not all(t.is_type(*EXACT_SUM_TYPES) for t in sum_types):
@@ -264,11 +264,6 @@ class RunningAggregates:
         if self._runner.target.engine.indexes_scratch:
             statements += range_index(bundle.staged, DAY)
         return statements
-
-    def _types(self, query: exp.Select) -> list[exp.DataType]:
-        """The output column types of a query, without running it (ExecutionError when it
-        cannot be typed: the group is then not shared)."""
-        return self._runner.column_types(query)
 
     def _fold(self, bundle: _Bundle, day: dt.date) -> list[exp.Expr]:
         """Statements making state(day) = state(previous day) + rows arriving - rows leaving
